@@ -1,0 +1,49 @@
+"""Gradient mode: whether layers keep what their backward pass needs.
+
+During training every layer stores, in ``forward``, the arrays its
+``backward`` will need (the input of a ``Linear``, the argmax positions of a
+``MaxPool2d``...). For inference that is wasted memory and time, so
+
+>>> with tinynet.no_grad():          # doctest: +SKIP
+...     logits = model(x)            # no layer keeps a cache
+
+switches it off, like ``torch.no_grad()``. Layers ask :func:`is_grad_enabled`
+before caching; calling ``backward`` after a ``no_grad`` forward raises an
+error that says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """Return True when layers should cache what ``backward`` needs."""
+    return _enabled
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Context manager for inference: layers keep no caches inside it."""
+    global _enabled
+    previous = _enabled
+    _enabled = False
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+@contextlib.contextmanager
+def enable_grad() -> Iterator[None]:
+    """Context manager that switches caching back on (inside ``no_grad``)."""
+    global _enabled
+    previous = _enabled
+    _enabled = True
+    try:
+        yield
+    finally:
+        _enabled = previous

@@ -1,0 +1,247 @@
+"""Weight transforms: the one mechanism every weight-side technique plugs into.
+
+A :class:`Transform` maps a parameter's latent value to the value the layer
+uses, and maps the gradient back (the chain rule)::
+
+    forward :  W_eff = t(W)
+    backward:  dL/dW = (dt/dW)^T dL/dW_eff
+
+Pruning masks (``W * M``, gradient ``dW_eff * M``), fake quantization with a
+straight-through gradient (``dW_eff * 1[in range]``), clipping and weight
+sharing are all transforms, so they compose: a parameter can be masked, then
+quantized, then shared, without any layer knowing. The idea is PyTorch's
+``torch.nn.utils.parametrize``; ``strip`` is its ``remove_parametrizations``
+(and ``torch.nn.utils.prune.remove``).
+
+A transform may own
+
+* *state* (``state_names``): arrays saved in ``state_dict`` under
+  ``"<module>.parametrizations.<param>.<i>.<name>"`` (a mask, a codebook's
+  assignments);
+* trainable *parameters* (``param_names``): :class:`Parameter` objects that
+  appear in ``model.parameters()`` and receive their gradient from the
+  transform's ``backward`` (the centroids of weight sharing).
+
+The chain is described by :func:`transform_spec` as plain JSON (a type name
+and a config per transform), and rebuilt by :func:`apply_transform_spec`
+from a whitelist of registered types. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from tinynet.parameter import Parameter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tinynet.module import Module
+
+TRANSFORM_TYPES: dict[str, type[Transform]] = {}
+
+
+def register_transform(cls: type[Transform]) -> type[Transform]:
+    """Class decorator: add a transform type to the whitelist used when loading."""
+    TRANSFORM_TYPES[cls.__name__] = cls
+    return cls
+
+
+class Transform:
+    """Base class of a weight transform.
+
+    Subclasses implement :meth:`forward` and :meth:`backward`, list their
+    saved arrays in ``state_names`` and their trainable Parameters in
+    ``param_names``, and describe their hyperparameters with
+    :meth:`get_config` / :meth:`from_config`.
+    """
+
+    state_names: ClassVar[tuple[str, ...]] = ()
+    param_names: ClassVar[tuple[str, ...]] = ()
+
+    cache: Any = None
+
+    def forward(self, w: np.ndarray) -> np.ndarray:
+        """Map the incoming value ``w`` to the outgoing (more effective) value."""
+        raise NotImplementedError
+
+    def backward(self, d_out: np.ndarray) -> np.ndarray:
+        """Map dL/d(output) to dL/dw; accumulate into owned parameters' grads."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------- serialisation
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable hyperparameters (not arrays)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], shape: tuple[int, ...]) -> Transform:
+        """Build a transform for a parameter of ``shape``; arrays come later from the state."""
+        raise NotImplementedError(f"{cls.__name__} does not implement from_config")
+
+    def named_state(self) -> list[tuple[str, np.ndarray]]:
+        """Arrays saved in ``state_dict``: state arrays, then owned parameters' data."""
+        items = [(name, getattr(self, name)) for name in self.state_names]
+        items += [(name, p.data) for name, p in self.named_parameters()]
+        return items
+
+    def set_state(self, name: str, array: np.ndarray) -> None:
+        """Load one array saved by :meth:`named_state` (dtype and shape kept)."""
+        if name in self.param_names:
+            param = getattr(self, name)
+            param.data = np.array(array, dtype=param.data.dtype, copy=True)
+            return
+        if name not in self.state_names:
+            raise KeyError(f"{type(self).__name__} has no state named {name!r}")
+        old = getattr(self, name)
+        if np.shape(array) != np.shape(old):
+            raise ValueError(
+                f"{type(self).__name__}.{name} expected shape {np.shape(old)}, got {np.shape(array)}"
+            )
+        setattr(self, name, np.array(array, dtype=np.asarray(old).dtype, copy=True))
+
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
+        """Trainable values owned by this transform."""
+        return [(name, getattr(self, name)) for name in self.param_names]
+
+    def astype(self, dtype: Any) -> None:
+        """Convert floating state and owned parameters to ``dtype``."""
+        for name in self.state_names:
+            array = np.asarray(getattr(self, name))
+            if np.issubdtype(array.dtype, np.floating):
+                setattr(self, name, array.astype(dtype))
+        for _, param in self.named_parameters():
+            param.astype(dtype)
+
+    def __repr__(self) -> str:
+        config = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({config})"
+
+
+@register_transform
+class Mask(Transform):
+    """A fixed binary mask: ``W_eff = W * M`` (PyTorch ``prune.custom_from_mask``).
+
+    Forward ``W_eff = W * M``; backward ``dL/dW = dL/dW_eff * M``, so masked
+    entries get zero gradient and, with any optimizer that only moves
+    entries with gradient (and no weight decay on them), stay zero in the
+    effective weight whatever the latent value does.
+
+    Parameters
+    ----------
+    mask : array_like of bool, same shape as the parameter
+        True keeps an entry, False drops it.
+    """
+
+    state_names = ("mask",)
+
+    def __init__(self, mask: Any) -> None:
+        self.mask = np.asarray(mask, dtype=bool)
+
+    def forward(self, w: np.ndarray) -> np.ndarray:
+        if w.shape != self.mask.shape:
+            raise ValueError(
+                f"Mask of shape {self.mask.shape} applied to a weight of shape {w.shape}"
+            )
+        return w * self.mask.astype(w.dtype)
+
+    def backward(self, d_out: np.ndarray) -> np.ndarray:
+        return d_out * self.mask.astype(d_out.dtype)
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of entries dropped."""
+        return 1.0 - float(self.mask.mean()) if self.mask.size else 0.0
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], shape: tuple[int, ...]) -> Mask:
+        return cls(np.ones(shape, dtype=bool))
+
+    def __repr__(self) -> str:
+        return f"Mask(sparsity={self.sparsity:.3f})"
+
+
+# ---------------------------------------------------------------- model level
+def transform_spec(model: Module) -> dict[str, list[dict[str, Any]]]:
+    """Describe every transform chain of ``model`` as JSON-ready data.
+
+    Returns
+    -------
+    dict
+        ``{"0.weight": [{"type": "Mask", "config": {}}], ...}`` for each
+        parameter that has transforms (plain PyTorch names as keys).
+    """
+    spec: dict[str, list[dict[str, Any]]] = {}
+    for full, _, _, param in model.named_parameter_slots():
+        if param.transforms:
+            spec[full] = [
+                {"type": type(t).__name__, "config": t.get_config()} for t in param.transforms
+            ]
+    return spec
+
+
+def apply_transform_spec(model: Module, spec: dict[str, list[dict[str, Any]]]) -> Module:
+    """Rebuild transform chains described by :func:`transform_spec`.
+
+    Only registered (whitelisted) types are built; their arrays are filled
+    afterwards by ``load_state_dict``. A parameter that already carries a
+    chain of the same types is left as it is.
+
+    Raises
+    ------
+    ValueError
+        For an unknown parameter name, an unknown transform type, or a
+        malformed entry.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"transform spec must be a dict, got {type(spec).__name__}")
+    slots = {full: param for full, _, _, param in model.named_parameter_slots()}
+    for name, chain in spec.items():
+        if name not in slots:
+            raise ValueError(
+                f"transform spec names parameter {name!r}, which the model does not have"
+            )
+        if not isinstance(chain, list) or not all(
+            isinstance(e, dict)
+            and isinstance(e.get("type"), str)
+            and isinstance(e.get("config", {}), dict)
+            for e in chain
+        ):
+            raise ValueError(
+                f"transform spec for {name!r} must be a list of {{'type', 'config'}} dicts"
+            )
+        param = slots[name]
+        types = [e["type"] for e in chain]
+        if [type(t).__name__ for t in param.transforms] == types:
+            continue
+        if param.transforms:
+            raise ValueError(
+                f"parameter {name!r} already has transforms "
+                f"{[type(t).__name__ for t in param.transforms]}, the state describes {types}"
+            )
+        for entry in chain:
+            cls = TRANSFORM_TYPES.get(entry["type"])
+            if cls is None:
+                raise ValueError(
+                    f"unknown transform type {entry['type']!r} for {name!r}; "
+                    f"known types: {sorted(TRANSFORM_TYPES)}"
+                )
+            param.add_transform(cls.from_config(entry.get("config", {}), param.shape))
+    return model
+
+
+def strip(model: Module) -> Module:
+    """Bake every effective value into ``data`` and remove the transforms.
+
+    After ``strip`` the model's ``state_dict`` has the plain PyTorch keys
+    (``"0.weight"``) and holds the effective values (masked zeros, quantized
+    levels). The analogue of ``torch.nn.utils.prune.remove`` /
+    ``parametrize.remove_parametrizations(..., leave_parametrized=True)``.
+    Returns the same model, changed in place.
+    """
+    for _, _, _, param in model.named_parameter_slots():
+        param.remove_transforms(bake=True)
+    return model
