@@ -425,25 +425,10 @@ def clip_grad_norm_(
     return total_norm
 
 
-# The schedules live in tinynet.lr_scheduler (as torch.optim.lr_scheduler);
-# re-exported here so ``from tinynet.optim import CosineAnnealingLR`` works too.
-from tinynet.lr_scheduler import (  # noqa: E402
-    CosineAnnealingLR,
-    LambdaLR,
-    LRScheduler,
-    MultiStepLR,
-    StepLR,
-)
-
 __all__ = [
     "SGD",
     "Adam",
     "AdamW",
-    "CosineAnnealingLR",
-    "LRScheduler",
-    "LambdaLR",
-    "MultiStepLR",
     "Optimizer",
-    "StepLR",
     "clip_grad_norm_",
 ]

@@ -9,17 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinynet import Parameter
-from tinynet.optim import (
-    SGD,
-    Adam,
-    AdamW,
-    CosineAnnealingLR,
-    LambdaLR,
-    MultiStepLR,
-    Optimizer,
-    StepLR,
-    clip_grad_norm_,
-)
+from tinynet.lr_scheduler import CosineAnnealingLR, LambdaLR, MultiStepLR, StepLR
+from tinynet.optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm_
 
 SHAPES = [(3, 4), (5,), ()]
 
