@@ -7,6 +7,7 @@ here carries over. Start with :class:`Module` (the contract), then
 """
 
 from tinynet import data, functional, init, models
+from tinynet.callbacks import Callback, EarlyStopping, History
 from tinynet.grad_mode import enable_grad, is_grad_enabled, no_grad
 from tinynet.gradcheck import GradcheckError, check_loss, gradcheck
 from tinynet.layers import (
@@ -31,7 +32,7 @@ from tinynet.parameter import Parameter
 from tinynet.random import get_rng, manual_seed
 from tinynet.serialization import load, save
 from tinynet.summary import summary
-from tinynet.train import Callback, TrainingDiverged, evaluate, fit, predict
+from tinynet.train import TrainingDiverged, evaluate, fit, predict
 from tinynet.transforms import (
     Mask,
     Transform,
@@ -54,8 +55,10 @@ __all__ = [
     "CosineAnnealingLR",
     "CrossEntropyLoss",
     "Dropout",
+    "EarlyStopping",
     "Flatten",
     "GradcheckError",
+    "History",
     "LambdaLR",
     "LeakyReLU",
     "Linear",
