@@ -59,3 +59,20 @@ def test_as_rng_accepts_seed_generator_or_none():
     assert as_rng(5).integers(1000) == np.random.default_rng(5).integers(1000)
     with pytest.raises(TypeError):
         as_rng(2.5)
+
+
+def test_no_grad_is_per_thread():
+    import threading
+
+    inside, seen = threading.Event(), []
+
+    def other_thread():
+        inside.wait(5)
+        seen.append(tinynet.is_grad_enabled())
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    with no_grad():
+        inside.set()
+        t.join(5)
+    assert seen == [True]
