@@ -1,0 +1,242 @@
+"""The main job's report: a folder a reader can open and check.
+
+``python -m compression`` (see ``compression/__main__.py``) sweeps every
+technique and calls :func:`write_report`, which writes::
+
+    report/
+      README.md             what ran (command, data, seeds, machine, time) and the results
+      accuracy_vs_size.png  held-out accuracy against compressed bytes, Pareto front
+      rows.csv, rows.md     every grid point: bytes, accuracy, inference time, extras
+      size_reports.md       the per-layer, per-term size report of each technique's best point
+      models/               every point's compressed file (its length is its row's bytes)
+      baseline_*.npz/.json  the cached baseline and its sidecar (written by __main__)
+
+"Best point" means the highest *validation* accuracy (then fewest bytes):
+choosing by held-out accuracy would tune on the numbers we report.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compression.storage import SizeReport
+from compression.sweep import (
+    BLAS_THREAD_VARIABLES,
+    TECHNIQUES,
+    Reference,
+    Row,
+    best_by_technique,
+    pareto_front,
+    plot_accuracy_vs_size,
+    to_csv,
+    to_markdown,
+)
+from compression.sweep.measure import TIME_BATCH, TIME_REPEATS
+from tinynet.plotting import format_bytes
+
+FILES = ("README.md", "accuracy_vs_size.png", "rows.csv", "rows.md", "size_reports.md")
+
+
+def load_average() -> str:
+    """``"1.52 1.20 0.98"`` (1, 5 and 15 minutes), or ``"n/a"`` where the OS has none."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (AttributeError, OSError):
+        return "n/a"
+
+
+def machine_info() -> dict[str, str]:
+    """Where the run happened: OS, CPU count, Python and NumPy versions, BLAS threads, load."""
+    blas = ", ".join(f"{v}={os.environ.get(v, 'unset')}" for v in BLAS_THREAD_VARIABLES)
+    return {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas threads": blas,
+    }
+
+
+@dataclass
+class RunInfo:
+    """What the README says about the run (filled in by ``__main__``)."""
+
+    command: str
+    model: str
+    dataset: str  # MNISTData.name: "mnist-mini", "mnist", "fashion-mnist"
+    seed: int
+    epochs: int
+    fast: bool
+    jobs: int
+    images: dict[str, int]  # {"train": 7200, "validation": 800, "held-out": 2000}
+    baseline: dict[str, Any]  # the sidecar, plus "cached": bool and "file"
+    started: str = ""
+    seconds: float = 0.0
+    load_before: str = ""
+    load_after: str = ""
+    machine: dict[str, str] = field(default_factory=machine_info)
+
+
+def save_plot(
+    rows: Sequence[Row],
+    path: str | os.PathLike[str],
+    dataset: str,
+    references: Sequence[Reference] | None = None,
+) -> Path:
+    """Draw :func:`plot_accuracy_vs_size` in the lessons' style and save it as a PNG."""
+    import matplotlib
+    from matplotlib.figure import Figure  # a Figure without pyplot: no window, no global state
+
+    from tinynet.lesson import MPL_DEFAULTS
+
+    with matplotlib.rc_context({**MPL_DEFAULTS, "figure.figsize": (8.0, 5.0), "savefig.dpi": 110}):
+        fig = Figure()
+        ax = fig.subplots()
+        plot_accuracy_vs_size(rows, ax=ax, references=references, dataset=dataset)
+        fig.savefig(path)
+    return Path(path)
+
+
+def size_reports_markdown(best: dict[str, Row], reports: dict[str, SizeReport]) -> str:
+    """One section per technique: its best point and ``str(size_report)`` of that file."""
+    lines = [
+        "# Size reports of the best point of each technique",
+        "",
+        "Best = highest validation accuracy, then fewest bytes. Each table counts every bit",
+        "of the point's compressed file in `models/`, per tensor and per term; the total is",
+        "the file's length on disk.",
+        "",
+    ]
+    for name, row in best.items():
+        report = reports[name]
+        lines += [
+            f"## {name}: {row.setting}",
+            "",
+            f"- file: `models/{row.artifact}`, {row.nbytes:,} bytes ({format_bytes(row.nbytes)})",
+            f"- held-out accuracy {row.accuracy:.2%}, "
+            f"validation accuracy {row.extra.get('val_accuracy', float('nan')):.2%}",
+            "",
+            "```text",
+            str(report),
+            "```",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def readme_markdown(rows: Sequence[Row], best: dict[str, Row], info: RunInfo) -> str:
+    """The report's front page."""
+    baseline = info.baseline
+    how = (
+        "reused from the cache (not retrained)"
+        if baseline.get("cached")
+        else f"trained in this run ({baseline.get('train_seconds', 0):.1f} s)"
+    )
+    mode = " (**fast mode**: a smoke test of the pipeline, not a result)" if info.fast else ""
+    images = ", ".join(f"{n:,} {part}" for part, n in info.images.items())
+    lines = [
+        f"# Accuracy against size: {info.model} on {info.dataset}{mode}",
+        "",
+        f"Command: `{info.command}`",
+        "",
+        f"- data: {info.dataset} ({images} images); accuracy is measured on held-out,",
+        "  choices (the best point) on validation",
+        f"- seed {info.seed}; every grid point is seeded from (seed, its index in the grid)",
+        f"- baseline: {info.model}, {info.epochs} epochs, held-out accuracy "
+        f"{baseline.get('heldout_accuracy', float('nan')):.2%}; {how}: `{baseline.get('file')}`",
+        "- techniques: "
+        + "; ".join(
+            f"**{n}**: {TECHNIQUES[n].description}" if n in TECHNIQUES else f"**{n}**"
+            for n in dict.fromkeys(r.technique for r in rows)
+        ),
+        "",
+        "![accuracy against size](accuracy_vs_size.png)",
+        "",
+        "## Best point of each technique",
+        "",
+        to_markdown(list(best.values())),
+        "## Pareto front",
+        "",
+        "No other point is both smaller and more accurate than these:",
+        "",
+        *[
+            f"- {r.technique} {r.setting}: {r.nbytes:,} bytes, {r.accuracy:.2%}"
+            for r in pareto_front(rows)
+        ],
+        "",
+        "## What the numbers mean",
+        "",
+        "- **bytes** is the length of the point's compressed file in `models/`",
+        "  (`compression.storage.save_compressed`, header included). Every file was",
+        "  loaded back with `load_compressed` and gave exactly the accuracy in its row.",
+        "- **ratio** is the baseline's dense float32 size (4 bytes per parameter) over",
+        "  the file's bytes.",
+        f"- **time (ms)** is the median of {TIME_REPEATS} forward passes over {TIME_BATCH} "
+        "held-out images: compare times within this run only.",
+        "- Published reference points are drawn only beside results on full MNIST"
+        + (
+            ' (labelled "(paper)"; the papers report the official test set, trained on'
+            " all 60,000 images: a reference, not a like-for-like comparison)."
+            if info.dataset == "mnist"
+            else "; this run used other data, so none are drawn."
+        ),
+        "",
+        "All rows: [rows.md](rows.md) ([rows.csv](rows.csv)); per-layer sizes:",
+        "[size_reports.md](size_reports.md).",
+        "",
+        "## Run",
+        "",
+        f"- started {info.started}, wall time {info.seconds:.1f} s, {info.jobs} job(s)",
+        f"- load average (1, 5, 15 min) before: {info.load_before}; after: {info.load_after}",
+        *[f"- {key}: {value}" for key, value in info.machine.items()],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(
+    out: str | os.PathLike[str],
+    rows: Sequence[Row],
+    info: RunInfo,
+    size_reports: dict[str, SizeReport],
+    references: Sequence[Reference] | None = None,
+) -> list[Path]:
+    """Write the report files (:data:`FILES`) into ``out``; return their paths.
+
+    Parameters
+    ----------
+    out : path-like
+        The report folder (created if needed).
+    rows : sequence of Row
+        Every grid point of every technique.
+    info : RunInfo
+    size_reports : dict of technique -> SizeReport
+        ``size_report`` of each technique's best point (:func:`best_by_technique`).
+    references : sequence of Reference, optional
+        Published points; drawn only when ``info.dataset == "mnist"``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    best = best_by_technique(rows)
+    if info.dataset != "mnist":
+        references = None  # never beside curves from other data (the plot would warn)
+    save_plot(rows, out / "accuracy_vs_size.png", info.dataset, references)
+    to_csv(rows, out / "rows.csv")
+    (out / "rows.md").write_text(to_markdown(rows), encoding="utf-8")
+    (out / "size_reports.md").write_text(size_reports_markdown(best, size_reports), "utf-8")
+    (out / "README.md").write_text(readme_markdown(rows, best, info), encoding="utf-8")
+    return [out / name for name in FILES]
+
+
+def utc_now() -> str:
+    """``"2025-01-31 14:05 UTC"``."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
