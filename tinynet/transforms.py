@@ -123,9 +123,10 @@ class Mask(Transform):
     """A fixed binary mask: ``W_eff = W * M`` (PyTorch ``prune.custom_from_mask``).
 
     Forward ``W_eff = W * M``; backward ``dL/dW = dL/dW_eff * M``, so masked
-    entries get zero gradient and, with any optimizer that only moves
-    entries with gradient (and no weight decay on them), stay zero in the
-    effective weight whatever the latent value does.
+    entries get zero gradient. Whatever an optimizer then does to their
+    latent value (momentum and weight decay still move it), the effective
+    weight stays exactly zero, because the mask multiplies it in every
+    forward pass. Fine-tuning cannot undo the pruning.
 
     Parameters
     ----------
