@@ -78,7 +78,9 @@ def plot_accuracy_vs_bytes(
     below = mean - np.array([a.min() for a in accs])
     above = np.array([a.max() for a in accs]) - mean
     style = {"marker": "o", "linestyle": "-", "capsize": 3, **style}
-    ax.errorbar(nbytes, mean, yerr=[below, above], label=label, **style)
+    # yerr as plain lists: matplotlib probes its elements with math.isfinite,
+    # which NumPy deprecates for the length-1 arrays a single point gives.
+    ax.errorbar(nbytes, mean, yerr=[below.tolist(), above.tolist()], label=label, **style)
     if annotate:
         for name, x, y in zip(names, nbytes, mean):
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, -11), fontsize=8)
