@@ -51,7 +51,16 @@ from compression.pruning.masks import (
     unit_mask,
 )
 from compression.pruning.permanent import make_permanent, rewind, snapshot
+from compression.pruning.procedures import (
+    L1Penalty,
+    PruningRound,
+    iterative_prune,
+    lottery_ticket,
+    one_shot,
+    retrain,
+)
 from compression.pruning.report import SparsityReport, sparsity_report
+from compression.pruning.schedules import GradualPruning, agp_sparsity, lottery_sparsity
 from compression.pruning.scores import (
     ActivationStats,
     activation_stats,
@@ -59,6 +68,7 @@ from compression.pruning.scores import (
     taylor_scores,
     unit_norms,
 )
+from compression.pruning.sensitivity import SensitivityRow, plot_sensitivity, sensitivity_scan
 from compression.pruning.structured import mask_units, prune_units, removed_units
 from compression.pruning.thinning import count_parameters, register_slicer, thin, thinning_report
 
@@ -97,4 +107,17 @@ __all__ = [
     "thinning_report",
     "unit_mask",
     "unit_norms",
+    # schedules, procedures, sensitivity
+    "GradualPruning",
+    "L1Penalty",
+    "PruningRound",
+    "SensitivityRow",
+    "agp_sparsity",
+    "iterative_prune",
+    "lottery_sparsity",
+    "lottery_ticket",
+    "one_shot",
+    "plot_sensitivity",
+    "retrain",
+    "sensitivity_scan",
 ]

@@ -53,7 +53,7 @@ from tinynet.module import Module
 from tinynet.train import evaluate
 
 #: Modules that register techniques when imported (later lessons add theirs here).
-TECHNIQUE_MODULES: tuple[str, ...] = ()
+TECHNIQUE_MODULES: tuple[str, ...] = ("compression.pruning.technique",)
 
 
 @dataclass(frozen=True)
