@@ -144,10 +144,10 @@ class Mask(Transform):
             raise ValueError(
                 f"Mask of shape {self.mask.shape} applied to a weight of shape {w.shape}"
             )
-        return w * self.mask.astype(w.dtype)
+        return w * self.mask  # float * bool keeps the float's dtype
 
     def backward(self, d_out: np.ndarray) -> np.ndarray:
-        return d_out * self.mask.astype(d_out.dtype)
+        return d_out * self.mask
 
     @property
     def sparsity(self) -> float:
