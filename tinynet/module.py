@@ -252,19 +252,8 @@ class Module:
         from tinynet.transforms import transform_spec
 
         out = StateDict()
-        for mod_name, module in self.named_modules():
-            prefix = f"{mod_name}." if mod_name else ""
-            for attr, param in module._own_parameters():
-                if not param.transforms:
-                    out[prefix + attr] = param.data.copy()
-                    continue
-                base = f"{prefix}parametrizations.{attr}."
-                out[base + "original"] = param.data.copy()
-                for i, transform in enumerate(param.transforms):
-                    for name, array in transform.named_state():
-                        out[f"{base}{i}.{name}"] = np.array(array, copy=True)
-            for name in module._buffer_names:
-                out[prefix + name] = np.array(getattr(module, name), copy=True)
+        for key, array, _ in self._state_entries():
+            out[key] = np.array(array, copy=True)
         spec = transform_spec(self)
         if spec:
             out.metadata["transforms"] = spec
@@ -290,7 +279,7 @@ class Module:
         spec = getattr(state, "metadata", {}).get("transforms", {})
         if spec:
             apply_transform_spec(self, spec)
-        expected = self.state_dict()
+        entries = {key: (array, setter) for key, array, setter in self._state_entries()}
         remaining = dict(state)
         for full, _, attr, param in list(self.named_parameter_slots()):
             base = _parametrization_base(full, attr)
@@ -305,28 +294,33 @@ class Module:
                     "description of the chain: load a StateDict from state_dict() or "
                     "tinynet.load, or attach the same transforms to the model first"
                 )
-        missing = [k for k in expected if k not in remaining]
-        unexpected = [k for k in remaining if k not in expected]
+        missing = [k for k in entries if k not in remaining]
+        unexpected = [k for k in remaining if k not in entries]
         if strict and (missing or unexpected):
             raise ValueError(
                 f"load_state_dict into {type(self).__name__}: missing keys {missing}, "
                 f"unexpected keys {unexpected}"
             )
-        for key, target in expected.items():
+        for key, (target, _) in entries.items():
             if key in remaining:
                 source = np.asarray(remaining[key])
-                if source.shape != target.shape:
+                if source.shape != np.shape(target):
                     raise ValueError(
-                        f"load_state_dict: {key!r} expected shape {target.shape}, "
+                        f"load_state_dict: {key!r} expected shape {np.shape(target)}, "
                         f"got {source.shape}"
                     )
-        setters = self._state_setters()
-        for key, setter in setters.items():
+        for key, (_, setter) in entries.items():
             if key in remaining:
                 setter(np.asarray(remaining[key]))
 
-    def _state_setters(self) -> dict[str, Callable[[np.ndarray], None]]:
-        setters: dict[str, Callable[[np.ndarray], None]] = {}
+    def _state_entries(self) -> Iterator[tuple[str, np.ndarray, Callable[[np.ndarray], None]]]:
+        """Every ``(key, current array, setter)`` of the state, in ``state_dict`` order.
+
+        Per module: its own parameters (with their transforms' state under
+        parametrize-style keys), then its own buffers, then its children.
+        ``state_dict`` copies the arrays; ``load_state_dict`` calls the setters,
+        which keep each target's dtype.
+        """
         for mod_name, module in self.named_modules():
             prefix = f"{mod_name}." if mod_name else ""
             for attr, param in module._own_parameters():
@@ -335,23 +329,24 @@ class Module:
                     p.data = np.array(a, dtype=p.data.dtype, copy=True)
 
                 if not param.transforms:
-                    setters[prefix + attr] = set_data
+                    yield prefix + attr, param.data, set_data
                     continue
                 base = f"{prefix}parametrizations.{attr}."
-                setters[base + "original"] = set_data
+                yield base + "original", param.data, set_data
                 for i, transform in enumerate(param.transforms):
-                    for name, _ in transform.named_state():
-                        setters[f"{base}{i}.{name}"] = lambda a, t=transform, n=name: t.set_state(
-                            n, a
-                        )
+                    for name, array in transform.named_state():
+
+                        def set_state(a: np.ndarray, t: Any = transform, n: str = name) -> None:
+                            t.set_state(n, a)
+
+                        yield f"{base}{i}.{name}", array, set_state
             for name in module._buffer_names:
 
                 def set_buffer(a: np.ndarray, m: Module = module, n: str = name) -> None:
                     old = getattr(m, n)
                     object.__setattr__(m, n, np.array(a, dtype=old.dtype, copy=True))
 
-                setters[prefix + name] = set_buffer
-        return setters
+                yield prefix + name, getattr(module, name), set_buffer
 
     # ------------------------------------------------------------------ display
     def extra_repr(self) -> str:
