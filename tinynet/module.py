@@ -74,6 +74,9 @@ class Module:
     requires_input_grad : bool
         When False, ``backward`` may skip computing dL/dx and return None
         (the first layer of a network never needs it; ``fit`` uses this).
+    output_transforms : list of Transform
+        Applied to the output after ``forward`` (fake quantization of
+        activations, PACT clipping); see :meth:`add_output_transform`.
     """
 
     def __init__(self) -> None:
@@ -81,6 +84,7 @@ class Module:
         object.__setattr__(self, "_module_names", [])
         object.__setattr__(self, "_buffer_names", [])
         object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "output_transforms", [])
         self.training = True
         self.requires_input_grad = True
         self.cache: Any = None
@@ -122,7 +126,39 @@ class Module:
             result = hook(self, x, out)
             if result is not None:
                 out = result
+        for transform in self.output_transforms:
+            out = transform.forward(out)
         return out
+
+    # ------------------------------------------------------- output transforms
+    def add_output_transform(self, transform: Any) -> Any:
+        """Transform this module's output: ``out = t(forward(x))``; returns ``transform``.
+
+        Activation quantization attaches here, so a quantized ReLU is still
+        ``model[2]`` and ``Sequential`` indices (and ``state_dict`` keys) do
+        not shift. The transform's state is saved under
+        ``"<module>.output_transforms.<i>.<name>"`` and its trainable
+        parameters (an LSQ step size, PACT's clipping level) are among
+        ``model.parameters()``.
+
+        The gradient runs back through :meth:`output_backward`, which the
+        containing ``Sequential`` calls before this module's ``backward``
+        (every tinynet model is a ``Sequential``; a bare module that is not
+        inside one must call ``module.backward(module.output_backward(dout))``).
+        Forward hooks see the output before the transforms.
+        """
+        if not hasattr(transform, "forward") or not hasattr(transform, "backward"):
+            raise TypeError(
+                f"an output transform needs forward and backward, got {type(transform).__name__}"
+            )
+        self.output_transforms.append(transform)
+        return transform
+
+    def output_backward(self, dout: np.ndarray) -> np.ndarray:
+        """dL/d(forward's output) from dL/d(transformed output): the transforms in reverse."""
+        for transform in reversed(self.output_transforms):
+            dout = transform.backward(dout)
+        return dout
 
     def register_forward_hook(self, hook: Hook) -> HookHandle:
         """Call ``hook(module, input, output)`` after every forward.
@@ -189,16 +225,22 @@ class Module:
         A parameter with transforms appears as
         ``"<module>.parametrizations.<name>.original"``, and each Parameter
         owned by its transforms as ``"<module>.parametrizations.<name>.<i>.<attr>"``
-        (the keys of ``torch.nn.utils.parametrize``).
+        (the keys of ``torch.nn.utils.parametrize``); Parameters of output
+        transforms as ``"<module>.output_transforms.<i>.<attr>"``.
         """
-        for full, _, attr, param in self.named_parameter_slots():
-            if not param.transforms:
-                yield full, param
-                continue
-            base = _parametrization_base(full, attr)
-            yield base + "original", param
-            for sub, owned in param.transform_parameters():
-                yield base + sub, owned
+        for mod_name, module in self.named_modules():
+            prefix = f"{mod_name}." if mod_name else ""
+            for attr, param in module._own_parameters():
+                if not param.transforms:
+                    yield prefix + attr, param
+                    continue
+                base = f"{prefix}parametrizations.{attr}."
+                yield base + "original", param
+                for sub, owned in param.transform_parameters():
+                    yield base + sub, owned
+            for i, transform in enumerate(module.output_transforms):
+                for attr, owned in transform.named_parameters():
+                    yield f"{prefix}output_transforms.{i}.{attr}", owned
 
     def parameters(self) -> list[Parameter]:
         """All parameters (trainable arrays), in ``state_dict`` order."""
@@ -239,6 +281,8 @@ class Module:
                 buf = getattr(module, name)
                 if np.issubdtype(buf.dtype, np.floating):
                     object.__setattr__(module, name, buf.astype(dtype))
+            for transform in module.output_transforms:
+                transform.astype(dtype)
         return self
 
     # -------------------------------------------------------------- state dict
@@ -249,7 +293,7 @@ class Module:
         children. Parameters with transforms use parametrize-style keys and
         the chain is described in ``state_dict().metadata["transforms"]``.
         """
-        from tinynet.transforms import transform_spec
+        from tinynet.transforms import output_transform_spec, transform_spec
 
         out = StateDict()
         for key, array, _ in self._state_entries():
@@ -257,6 +301,9 @@ class Module:
         spec = transform_spec(self)
         if spec:
             out.metadata["transforms"] = spec
+        output_spec = output_transform_spec(self)
+        if output_spec:
+            out.metadata["output_transforms"] = output_spec
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
@@ -274,11 +321,13 @@ class Module:
             On missing or unexpected keys (with ``strict``), or a shape that
             differs from the parameter's.
         """
-        from tinynet.transforms import apply_transform_spec
+        from tinynet.transforms import apply_output_transform_spec, apply_transform_spec
 
-        spec = getattr(state, "metadata", {}).get("transforms", {})
-        if spec:
-            apply_transform_spec(self, spec)
+        metadata = getattr(state, "metadata", {})
+        if metadata.get("transforms"):
+            apply_transform_spec(self, metadata["transforms"])
+        if metadata.get("output_transforms"):
+            apply_output_transform_spec(self, metadata["output_transforms"])
         entries = {key: (array, setter) for key, array, setter in self._state_entries()}
         remaining = dict(state)
         for full, _, attr, param in list(self.named_parameter_slots()):
@@ -317,7 +366,8 @@ class Module:
         """Every ``(key, current array, setter)`` of the state, in ``state_dict`` order.
 
         Per module: its own parameters (with their transforms' state under
-        parametrize-style keys), then its own buffers, then its children.
+        parametrize-style keys), then its own buffers, then its output
+        transforms' state, then its children.
         ``state_dict`` copies the arrays; ``load_state_dict`` calls the setters,
         which keep each target's dtype.
         """
@@ -347,6 +397,13 @@ class Module:
                     object.__setattr__(m, n, np.array(a, dtype=old.dtype, copy=True))
 
                 yield prefix + name, getattr(module, name), set_buffer
+            for i, transform in enumerate(module.output_transforms):
+                for name, array in transform.named_state():
+
+                    def set_output(a: np.ndarray, t: Any = transform, n: str = name) -> None:
+                        t.set_state(n, a)
+
+                    yield f"{prefix}output_transforms.{i}.{name}", array, set_output
 
     # ------------------------------------------------------------------ display
     def extra_repr(self) -> str:
@@ -426,7 +483,7 @@ class Sequential(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray | None:
         """Backpropagate through every module in reverse order."""
         for layer in reversed(self._layers()):
-            dout = layer.backward(dout)
+            dout = layer.backward(layer.output_backward(dout))
             if dout is None:
                 return None
         return dout

@@ -234,6 +234,58 @@ def apply_transform_spec(model: Module, spec: dict[str, list[dict[str, Any]]]) -
     return model
 
 
+def output_transform_spec(model: Module) -> dict[str, list[dict[str, Any]]]:
+    """Describe every module's output transforms: ``{"2": [{"type": ..., "config": ...}]}``.
+
+    Module names as in ``named_modules`` (``""`` is the model itself).
+    """
+    spec: dict[str, list[dict[str, Any]]] = {}
+    for name, module in model.named_modules():
+        if module.output_transforms:
+            spec[name] = [
+                {"type": type(t).__name__, "config": t.get_config()}
+                for t in module.output_transforms
+            ]
+    return spec
+
+
+def apply_output_transform_spec(model: Module, spec: dict[str, list[dict[str, Any]]]) -> Module:
+    """Rebuild output transforms described by :func:`output_transform_spec` (whitelisted types).
+
+    ``from_config`` receives the shape ``()``: an output transform's state
+    is sized by its config (a per-channel quantizer records its channels).
+    A module that already carries transforms of the same types is left as it is.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"output transform spec must be a dict, got {type(spec).__name__}")
+    modules = dict(model.named_modules())
+    for name, chain in spec.items():
+        if name not in modules:
+            raise ValueError(f"output transform spec names module {name!r}, which does not exist")
+        if not isinstance(chain, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("type"), str) for e in chain
+        ):
+            raise ValueError(f"output transform spec for {name!r} must be a list of dicts")
+        module = modules[name]
+        types = [e["type"] for e in chain]
+        if [type(t).__name__ for t in module.output_transforms] == types:
+            continue
+        if module.output_transforms:
+            raise ValueError(f"module {name!r} already has other output transforms")
+        for entry in chain:
+            cls = TRANSFORM_TYPES.get(entry["type"])
+            if cls is None:
+                raise ValueError(
+                    f"unknown transform type {entry['type']!r} for the output of {name!r}; "
+                    f"known types: {sorted(TRANSFORM_TYPES)}"
+                )
+            config = entry.get("config", {})
+            if not isinstance(config, dict):
+                raise ValueError(f"config of {entry['type']!r} for {name!r} must be a dict")
+            module.add_output_transform(cls.from_config(config, ()))
+    return model
+
+
 def strip(model: Module) -> Module:
     """Bake every effective value into ``data`` and remove the transforms.
 

@@ -207,3 +207,53 @@ def test_astype_reaches_transform_state():
     t = model[0].weight.add_transform(LearnedScale(1.0))
     model.astype(np.float64)
     assert t.scale.dtype == np.float64
+
+
+# ------------------------------------------------------------ output transforms
+def scaled_output_mlp(seed=0):
+    tinynet.manual_seed(seed)
+    model = Sequential(Linear(4, 5), ReLU(), Linear(5, 3))
+    model[1].add_output_transform(LearnedScale(1.5))
+    return model
+
+
+def test_output_transform_applies_after_forward_without_shifting_indices():
+    model = scaled_output_mlp()
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    hidden = np.maximum(model[0](x), 0)
+    np.testing.assert_allclose(model(x), model[2](1.5 * hidden), rtol=1e-6)
+    assert len(model) == 3 and isinstance(model[2], Linear)
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "1.output_transforms.0.scale", "2.weight", "2.bias"]
+
+
+def test_output_transform_gradient_flows_through_sequential():
+    model = scaled_output_mlp()
+    x = np.random.default_rng(1).standard_normal((3, 4))
+    gradcheck(model, x)  # checks dx, the layers' weights and the output scale
+
+
+def test_output_transforms_survive_state_dict_and_save_load(tmp_path):
+    model = scaled_output_mlp()
+    model[1].output_transforms[0].scale.data[...] = 0.25
+    state = model.state_dict()
+    assert state.metadata["output_transforms"] == {"1": [{"type": "LearnedScale", "config": {}}]}
+    assert float(state["1.output_transforms.0.scale"]) == 0.25
+    tinynet.save(model, tmp_path / "m.npz")
+    fresh = Sequential(Linear(4, 5), ReLU(), Linear(5, 3))
+    fresh.load_state_dict(tinynet.load(tmp_path / "m.npz"))
+    x = np.ones((2, 4), dtype=np.float32)
+    np.testing.assert_array_equal(fresh(x), model(x))
+    assert float(fresh[1].output_transforms[0].scale.data) == 0.25
+
+
+def test_output_transform_of_unknown_type_is_refused():
+    from tinynet.transforms import apply_output_transform_spec
+
+    model = Sequential(Linear(2, 2))
+    with pytest.raises(ValueError, match="unknown transform type 'Evil'"):
+        apply_output_transform_spec(model, {"0": [{"type": "Evil", "config": {}}]})
+    with pytest.raises(ValueError, match="module '7'"):
+        apply_output_transform_spec(model, {"7": []})
+    with pytest.raises(TypeError, match="forward and backward"):
+        model[0].add_output_transform(object())
