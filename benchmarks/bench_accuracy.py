@@ -66,18 +66,8 @@ def machine() -> str:
     )
 
 
-def train_once(name: str, recipe: Recipe, data, seed: int, epochs: int, quiet: bool) -> dict:
-    tinynet.manual_seed(seed)
-    model = recipe.build()
-    loss_fn = tinynet.CrossEntropyLoss()
-    opt = tinynet.SGD(
-        model.parameters(),
-        lr=recipe.lr,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=recipe.weight_decay,
-    )
-    scheduler = tinynet.CosineAnnealingLR(opt, T_max=epochs)
+def make_loader(recipe: Recipe, data, seed: int) -> DataLoader:
+    """Shuffled batches of the 50,000, with the recipe's random shifts (if any)."""
     transform = None
     if recipe.jitter:
         background = float(data.x_train.min())
@@ -85,7 +75,7 @@ def train_once(name: str, recipe: Recipe, data, seed: int, epochs: int, quiet: b
         def transform(x, rng, k=recipe.jitter, fill=background):
             return random_shift(x, max_shift=k, rng=rng, fill=fill)
 
-    loader = DataLoader(
+    return DataLoader(
         data.x_train,
         data.y_train,
         batch_size=recipe.batch_size,
@@ -93,11 +83,42 @@ def train_once(name: str, recipe: Recipe, data, seed: int, epochs: int, quiet: b
         seed=seed,
         transform=transform,
     )
+
+
+def make_optimizer(recipe: Recipe, model, lr: float | None = None) -> tinynet.SGD:
+    """SGD with Nesterov momentum 0.9 and the recipe's weight decay."""
+    return tinynet.SGD(
+        model.parameters(),
+        lr=recipe.lr if lr is None else lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=recipe.weight_decay,
+    )
+
+
+def train_model(name: str, recipe: Recipe, data, seed: int, epochs: int, quiet: bool):
+    """Train ``recipe.build()`` from ``manual_seed(seed)``; return ``(model, seconds)``."""
+    tinynet.manual_seed(seed)
+    model = recipe.build()
+    opt = make_optimizer(recipe, model)
+    scheduler = tinynet.CosineAnnealingLR(opt, T_max=epochs)
+    loader = make_loader(recipe, data, seed)
     start = time.perf_counter()
     tinynet.fit(
-        model, loader, loss_fn, opt, epochs, scheduler=scheduler, seed=seed, progress=not quiet
+        model,
+        loader,
+        tinynet.CrossEntropyLoss(),
+        opt,
+        epochs,
+        scheduler=scheduler,
+        seed=seed,
+        progress=not quiet,
     )
-    seconds = time.perf_counter() - start
+    return model, time.perf_counter() - start
+
+
+def train_once(name: str, recipe: Recipe, data, seed: int, epochs: int, quiet: bool) -> dict:
+    model, seconds = train_model(name, recipe, data, seed, epochs, quiet)
     heldout = tinynet.evaluate(model, data.x_heldout, data.y_heldout)
     row = {
         "model": name,

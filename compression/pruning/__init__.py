@@ -17,6 +17,10 @@ Read in this order (each file is one lesson):
 ``structured``  zero whole neurons and filters with masks (the reference)
 ``thinning``    remove them: a new, smaller dense model whose outputs equal
                 the masked model's
+``schedules``   Zhu and Gupta's cubic schedule, as a training callback
+``procedures``  one-shot, iterative (Han et al.), lottery tickets, L1 penalty
+``sensitivity`` each layer pruned alone: which layers can lose most
+``curves``      density curves from 100% to 1%: one-shot, iterative, gradual
 ==============  ==============================================================
 
 >>> import numpy as np
@@ -38,6 +42,14 @@ from compression.pruning.apply import (
     eligible_parameters,
     prunable_layers,
     prune_model,
+)
+from compression.pruning.curves import (
+    DENSITIES,
+    METHODS,
+    DensityPoint,
+    density_curve,
+    gradual_schedule,
+    plot_density_curve,
 )
 from compression.pruning.masks import (
     check_sparsity,
@@ -107,7 +119,13 @@ __all__ = [
     "thinning_report",
     "unit_mask",
     "unit_norms",
-    # schedules, procedures, sensitivity
+    # schedules, procedures, sensitivity, density curves
+    "DENSITIES",
+    "METHODS",
+    "DensityPoint",
+    "density_curve",
+    "gradual_schedule",
+    "plot_density_curve",
     "GradualPruning",
     "L1Penalty",
     "PruningRound",

@@ -1,0 +1,287 @@
+"""Pruning under the measurement protocol: Han et al.'s 12x, and density curves.
+
+Two experiments (DESIGN.md's protocol: train on the 50,000, report on the
+10,000 held out, several seeds):
+
+``target``
+    Iterative global magnitude pruning of each model to 92% of its weights
+    (Han et al. 2015, Table 1: 12x fewer parameters for LeNet-300-100 and
+    LeNet-5-Caffe), retraining after every round at a tenth of the
+    training learning rate. Prints, per seed, the dense and the pruned
+    held-out error, the nonzero weights and biases, the compression
+    ``total / nonzero`` and the bytes of the compressed file; then the
+    means and the verdict against the issue's target (at least 12x, error
+    at most 0.1 points above our own dense baseline).
+
+``density``
+    LeNet-300-100 from 100% down to 1% of its weights kept, one-shot vs
+    iterative vs gradual (``compression.pruning.density_curve``), and a
+    plot of the mean curve.
+
+::
+
+    python benchmarks/bench_pruning.py                          # both, 3 seeds
+    python benchmarks/bench_pruning.py --experiment target --models lenet_300_100
+    python benchmarks/bench_pruning.py --experiment density --seeds 0
+    python benchmarks/bench_pruning.py --mini --seeds 0         # embedded subset, quick
+
+Dense baselines are trained with ``bench_accuracy.py``'s recipes and cached
+in ``benchmarks/.cache/`` (``tinynet.save``), so rerunning an experiment does
+not retrain them. Results go to ``benchmarks/results/pruning_*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_accuracy import (  # noqa: E402
+    RECIPES,
+    SHARED_MNIST,
+    machine,
+    make_loader,
+    make_optimizer,
+    train_model,
+)
+
+import tinynet  # noqa: E402
+from compression.pruning import (  # noqa: E402
+    density_curve,
+    plot_density_curve,
+    prune_model,
+    sparsity_report,
+)
+from compression.storage import save_compressed  # noqa: E402
+from tinynet.data import load_mnist, load_mnist_mini  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+
+#: Iterative rounds to 92% sparsity (8% of the weights kept: 12.3x with biases).
+TARGET_ROUNDS = (0.5, 0.75, 0.875, 0.92)
+#: Retraining epochs after each round, per model.
+RETRAIN_EPOCHS = {"lenet_300_100": 4, "lenet5": 3, "lenet5_caffe": 3}
+#: Retraining learning rate = training rate * LR_FACTOR (Han et al.: a tenth).
+LR_FACTOR = 0.1
+#: Fine-tuning epochs per point of the density curve.
+DENSITY_EPOCHS = 3
+
+
+def load_data(mini: bool, root: Path | None):
+    if mini:
+        return load_mnist_mini(), "embedded subset (8,000 train / 2,000 held-out)"
+    if root or SHARED_MNIST.is_dir():
+        data = load_mnist(root=root or SHARED_MNIST, download=False)
+    else:
+        data = load_mnist()
+    return (
+        data,
+        f"MNIST protocol split, {len(data.x_train):,} train / {len(data.x_heldout):,} held-out",
+    )
+
+
+def dense_baseline(name: str, data, seed: int, mini: bool, quiet: bool) -> tinynet.Module:
+    """The recipe's trained model for ``seed``, from the cache when it is there."""
+    recipe = RECIPES[name]
+    tag = "mini" if mini else "mnist"
+    path = CACHE / f"{name}_{tag}_seed{seed}_epochs{recipe.epochs}.npz"
+    model = recipe.build()
+    if path.exists():
+        model.load_state_dict(tinynet.load(path))
+        return model
+    model, seconds = train_model(name, recipe, data, seed, recipe.epochs, quiet)
+    CACHE.mkdir(exist_ok=True)
+    tinynet.save(model, path)
+    print(f"  trained dense {name} seed {seed} in {seconds:.0f} s -> {path.name}", flush=True)
+    return model
+
+
+def retrainer(name: str, data, seed: int):
+    """``fine_tune(model, epochs, callbacks)``: the recipe at a tenth of its rate, cosine."""
+    recipe = RECIPES[name]
+    calls = [0]
+
+    def fine_tune(model, epochs, callbacks=()):
+        calls[0] += 1
+        opt = make_optimizer(recipe, model, lr=recipe.lr * LR_FACTOR)
+        tinynet.fit(
+            model,
+            make_loader(recipe, data, seed + 1000 * calls[0]),
+            tinynet.CrossEntropyLoss(),
+            opt,
+            epochs,
+            scheduler=tinynet.CosineAnnealingLR(opt, T_max=epochs),
+            callbacks=list(callbacks),
+            seed=seed,
+            progress=False,
+        )
+
+    return fine_tune
+
+
+def heldout_accuracy(model, data) -> float:
+    return tinynet.evaluate(model, data.x_heldout, data.y_heldout)["accuracy"]
+
+
+def file_bytes(model) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.tnc"
+        save_compressed(model, path)
+        return path.stat().st_size
+
+
+def run_target(name: str, data, seeds, mini: bool, quiet: bool) -> list[dict]:
+    epochs = RETRAIN_EPOCHS[name]
+    print(
+        f"{name}: global magnitude pruning, rounds {TARGET_ROUNDS}, {epochs} epochs of "
+        f"retraining per round at lr {RECIPES[name].lr * LR_FACTOR:g} (cosine)",
+        flush=True,
+    )
+    rows = []
+    for seed in seeds:
+        dense = dense_baseline(name, data, seed, mini, quiet)
+        dense_acc = heldout_accuracy(dense, data)
+        model = copy.deepcopy(dense)
+        fine_tune = retrainer(name, data, seed)
+        start = time.perf_counter()
+        for s in TARGET_ROUNDS:
+            prune_model(model, s, scope="global")
+            fine_tune(model, epochs)
+        seconds = time.perf_counter() - start
+        report = sparsity_report(model)
+        acc = heldout_accuracy(model, data)
+        total = report.total
+        nbytes = file_bytes(model)
+        row = {
+            "model": name,
+            "seed": seed,
+            "dense_accuracy": dense_acc,
+            "pruned_accuracy": acc,
+            "nonzero": report.kept,
+            "parameters": total,
+            "compression": report.compression,
+            "file_bytes": nbytes,
+            "file_ratio": 4 * total / nbytes,
+            "retrain_epochs": epochs * len(TARGET_ROUNDS),
+            "retrain_seconds": seconds,
+            "layers": [
+                {"name": r["name"], "kept": r["kept"], "total": r["total"]} for r in report.rows
+            ],
+        }
+        rows.append(row)
+        print(
+            f"  seed {seed}: dense error {1 - dense_acc:.2%} -> pruned {1 - acc:.2%} "
+            f"({acc - dense_acc:+.2%} accuracy), {report.kept:,} of {total:,} nonzero "
+            f"({report.compression:.1f}x), file {nbytes:,} B ({4 * total / nbytes:.1f}x vs "
+            f"float32), {seconds:.0f} s",
+            flush=True,
+        )
+        print("    " + ", ".join(f"{r['name']} {r['kept'] / r['total']:.1%}" for r in report.rows))
+    dense_err = np.mean([1 - r["dense_accuracy"] for r in rows])
+    pruned_err = np.mean([1 - r["pruned_accuracy"] for r in rows])
+    ratio = min(r["compression"] for r in rows)
+    spread = [1 - r["pruned_accuracy"] for r in rows]
+    ok = ratio >= 12 and pruned_err - dense_err <= 0.001 + 1e-12
+    print(
+        f"  {name}: mean dense error {dense_err:.2%}, mean pruned error {pruned_err:.2%} "
+        f"(min {min(spread):.2%}, max {max(spread):.2%}), difference "
+        f"{100 * (pruned_err - dense_err):+.2f} points, compression >= {ratio:.1f}x over "
+        f"{len(rows)} seeds -> target (>= 12x, <= +0.10 points) {'MET' if ok else 'NOT MET'}",
+        flush=True,
+    )
+    return rows
+
+
+def run_density(data, seeds, mini: bool, quiet: bool, plot: Path | None) -> list[dict]:
+    name = "lenet_300_100"
+    recipe = RECIPES[name]
+    steps = -(-len(data.x_train) // recipe.batch_size)
+    print(
+        f"{name}: density curve, {DENSITY_EPOCHS} epochs of fine-tuning per point "
+        f"(iterative: per density visited), lr {recipe.lr * LR_FACTOR:g}",
+        flush=True,
+    )
+    rows = []
+    for seed in seeds:
+        dense = dense_baseline(name, data, seed, mini, quiet)
+        print(f"  seed {seed}:", flush=True)
+        points = density_curve(
+            dense,
+            retrainer(name, data, seed),
+            lambda m: heldout_accuracy(m, data),
+            epochs=DENSITY_EPOCHS,
+            steps_per_epoch=steps,
+            progress=lambda line: print("    " + line, flush=True),
+        )
+        rows += [{"seed": seed, **p.as_dict()} for p in points]
+    print("  mean held-out accuracy over seeds:")
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    densities = sorted({r["density"] for r in rows}, reverse=True)
+    print("    density  " + "".join(f"{m:>12}" for m in methods))
+    means = {}
+    for d in densities:
+        line = f"    {d:>7.1%}  "
+        for m in methods:
+            accs = [r["accuracy"] for r in rows if r["method"] == m and r["density"] == d]
+            means[(m, d)] = float(np.mean(accs))
+            line += f"{means[(m, d)]:>12.2%}"
+        print(line)
+    if plot is not None:
+        from compression.pruning import DensityPoint
+
+        mean_points = [
+            DensityPoint(m, d, means[(m, d)], 0, 0.0, 0) for m in methods for d in densities
+        ]
+        ax = plot_density_curve(
+            mean_points, title=f"LeNet-300-100, mean of {len(seeds)} seeds (held-out)"
+        )
+        ax.figure.savefig(plot, dpi=120, bbox_inches="tight")
+        print(f"  wrote {plot}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", choices=["target", "density", "both"], default="both")
+    parser.add_argument(
+        "--models", nargs="+", default=["lenet_300_100", "lenet5_caffe"], choices=list(RECIPES)
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--mini", action="store_true", help="use the embedded subset")
+    parser.add_argument("--root", type=Path, default=None, help="folder with the MNIST IDX files")
+    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    print(f"machine: {machine()}")
+    data, description = load_data(args.mini, args.root)
+    print(f"data: {description}", flush=True)
+    tag = "_mini" if args.mini else ""
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.experiment in ("target", "both"):
+        rows = []
+        for name in args.models:
+            rows += run_target(name, data, args.seeds, args.mini, args.quiet)
+        out = args.out_dir / f"pruning_target{tag}.json"
+        out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
+        print(f"wrote {out}")
+    if args.experiment in ("density", "both"):
+        plot = args.out_dir / f"pruning_density{tag}.png"
+        rows = run_density(data, args.seeds, args.mini, args.quiet, plot)
+        out = args.out_dir / f"pruning_density{tag}.json"
+        out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
