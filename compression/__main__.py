@@ -19,8 +19,12 @@ Steps:
    keeping each point's compressed file in ``<out>/models/``;
 4. check every file: its length on disk equals its row's bytes, and
    ``load_compressed`` gives back a model with exactly its row's accuracy;
-5. write the report (``compression.report``): README.md,
-   accuracy_vs_size.png, rows.csv, rows.md, size_reports.md.
+5. prune the baseline from 100% to 1% of its weights by one-shot,
+   iterative and gradual pruning (``compression.pruning.density_curve``;
+   skip with ``--no-density``);
+6. write the report (``compression.report``): README.md,
+   accuracy_vs_size.png, density_curve.png, rows.csv, rows.md,
+   size_reports.md.
 
 **One BLAS thread.** Before NumPy is imported, this module sets
 ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` to 1
@@ -95,6 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")
     parser.add_argument("--retrain", action="store_true", help="ignore a cached baseline")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-density", action="store_true", help="skip the pruning density curve")
     args = parser.parse_args(argv)
     if args.epochs is None:
         args.epochs = FAST_EPOCHS if args.fast else 20
@@ -206,6 +211,42 @@ def verify(rows: list[Row], models: Path, task: SweepTask) -> dict[str, SizeRepo
     return reports
 
 
+# --------------------------------------------------------- density curve
+
+
+def density_epochs(fast: bool) -> int:
+    """Fine-tuning epochs per point of the density curve."""
+    return 1 if fast else 2
+
+
+def pruning_density_curve(task: SweepTask, npz: Path, seed: int, fast: bool) -> list[Any]:
+    """Accuracy from 100% to 1% of the weights: one-shot, iterative and gradual pruning."""
+    from compression.pruning import DENSITIES, density_curve
+    from compression.pruning.technique import fine_tune, steps_per_epoch
+
+    data = task.data()
+    baseline = MODELS[task.model]()
+    baseline.load_state_dict(tinynet.load(npz))
+    densities = (1.0, 0.1, 0.01) if fast else DENSITIES
+    epochs = density_epochs(fast)
+    print(
+        f"density curve: {len(densities) - 1} densities x 3 methods, {epochs} epoch(s) each",
+        flush=True,
+    )
+    started = time.perf_counter()
+    points = density_curve(
+        baseline,
+        lambda model, n, callbacks: fine_tune(model, task, seed, n, callbacks),
+        lambda model: evaluate(model, data.x_heldout, data.y_heldout)["accuracy"],
+        densities=densities,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch(task),
+        progress=lambda line: print("  " + line, flush=True),
+    )
+    print(f"density curve: done in {time.perf_counter() - started:.1f} s")
+    return points
+
+
 # ------------------------------------------------------------------- main
 
 
@@ -280,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"verified: every file in {out / 'models'} has its row's length and accuracy")
 
+    density = None
+    if not args.no_density:
+        density = pruning_density_curve(task, npz, args.seed, args.fast)
+
     run = RunInfo(
         command=shlex.join(
             ["python", "-m", "compression", *(sys.argv[1:] if argv is None else argv)]
@@ -296,7 +341,15 @@ def main(argv: list[str] | None = None) -> int:
         load_before=load_before,
     )
     run.seconds, run.load_after = time.perf_counter() - start, load_average()
-    written = write_report(out, rows, run, reports, paper_references(args.model))
+    written = write_report(
+        out,
+        rows,
+        run,
+        reports,
+        paper_references(args.model),
+        density=density,
+        density_epochs=density_epochs(args.fast),
+    )
     print(f"wrote {out}/: {', '.join(p.name for p in written)}, models/ ({len(rows)} files)")
     print(f"done in {run.seconds:.1f} s (load average {run.load_after})")
     return 0

@@ -8,6 +8,7 @@ technique and calls :func:`write_report`, which writes::
       accuracy_vs_size.png  held-out accuracy against compressed bytes, Pareto front
       rows.csv, rows.md     every grid point: bytes, accuracy, inference time, extras
       size_reports.md       the per-layer, per-term size report of each technique's best point
+      density_curve.png     pruning from 100% to 1% of the weights: one-shot, iterative, gradual
       models/               every point's compressed file (its length is its row's bytes)
       baseline_*.npz/.json  the cached baseline and its sidecar (written by __main__)
 
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from compression.pruning.curves import DensityPoint, density_table_markdown, plot_density_curve
 from compression.storage import SizeReport
 from compression.sweep import (
     BLAS_THREAD_VARIABLES,
@@ -133,7 +135,31 @@ def size_reports_markdown(best: dict[str, Row], reports: dict[str, SizeReport]) 
     return "\n".join(lines)
 
 
-def readme_markdown(rows: Sequence[Row], best: dict[str, Row], info: RunInfo) -> str:
+def density_markdown(points: Sequence[DensityPoint], epochs: int) -> list[str]:
+    """The README section on the pruning density curve."""
+    return [
+        "## Pruning: accuracy from 100% down to 1% of the weights",
+        "",
+        "Global magnitude pruning of the baseline's weights (biases kept and counted in",
+        f"the compression), each point fine-tuned for {epochs} epoch(s) with the pruning",
+        "recipe: **one-shot** prunes straight to the density; **iterative** (Han et al.",
+        f"2015) prunes step by step through the densities, {epochs} epoch(s) after each;",
+        "**gradual** (Zhu and Gupta 2017) prunes during training along a cubic schedule.",
+        "Held-out accuracy:",
+        "",
+        "![density curve](density_curve.png)",
+        "",
+        density_table_markdown(points),
+    ]
+
+
+def readme_markdown(
+    rows: Sequence[Row],
+    best: dict[str, Row],
+    info: RunInfo,
+    density: Sequence[DensityPoint] | None = None,
+    density_epochs: int = 0,
+) -> str:
     """The report's front page."""
     baseline = info.baseline
     how = (
@@ -193,6 +219,7 @@ def readme_markdown(rows: Sequence[Row], best: dict[str, Row], info: RunInfo) ->
         "All rows: [rows.md](rows.md) ([rows.csv](rows.csv)); per-layer sizes:",
         "[size_reports.md](size_reports.md).",
         "",
+        *(density_markdown(density, density_epochs) if density else []),
         "## Run",
         "",
         f"- started {info.started}, wall time {info.seconds:.1f} s, {info.jobs} job(s)",
@@ -209,6 +236,8 @@ def write_report(
     info: RunInfo,
     size_reports: dict[str, SizeReport],
     references: Sequence[Reference] | None = None,
+    density: Sequence[DensityPoint] | None = None,
+    density_epochs: int = 0,
 ) -> list[Path]:
     """Write the report files (:data:`FILES`) into ``out``; return their paths.
 
@@ -223,6 +252,11 @@ def write_report(
         ``size_report`` of each technique's best point (:func:`best_by_technique`).
     references : sequence of Reference, optional
         Published points; drawn only when ``info.dataset == "mnist"``.
+    density : sequence of DensityPoint, optional
+        The pruning density curve (:func:`compression.pruning.density_curve`);
+        written as ``density_curve.png`` and a README section.
+    density_epochs : int
+        Its fine-tuning epochs per point, for the README.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,8 +267,17 @@ def write_report(
     to_csv(rows, out / "rows.csv")
     (out / "rows.md").write_text(to_markdown(rows), encoding="utf-8")
     (out / "size_reports.md").write_text(size_reports_markdown(best, size_reports), "utf-8")
-    (out / "README.md").write_text(readme_markdown(rows, best, info), encoding="utf-8")
-    return [out / name for name in FILES]
+    written = [out / name for name in FILES]
+    if density:
+        import matplotlib.pyplot as plt
+
+        ax = plot_density_curve(density, title=f"{info.model} on {info.dataset} (held-out)")
+        ax.figure.savefig(out / "density_curve.png", dpi=110, bbox_inches="tight")
+        plt.close(ax.figure)
+        written.append(out / "density_curve.png")
+    readme = readme_markdown(rows, best, info, density, density_epochs)
+    (out / "README.md").write_text(readme, encoding="utf-8")
+    return written
 
 
 def utc_now() -> str:

@@ -48,6 +48,7 @@ from compression.pruning.curves import (
     METHODS,
     DensityPoint,
     density_curve,
+    density_table_markdown,
     gradual_schedule,
     plot_density_curve,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "METHODS",
     "DensityPoint",
     "density_curve",
+    "density_table_markdown",
     "gradual_schedule",
     "plot_density_curve",
     "GradualPruning",

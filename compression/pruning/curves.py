@@ -45,6 +45,7 @@ __all__ = [
     "METHODS",
     "DensityPoint",
     "density_curve",
+    "density_table_markdown",
     "gradual_schedule",
     "plot_density_curve",
 ]
@@ -220,3 +221,19 @@ def plot_density_curve(
     if title:
         ax.set_title(title)
     return ax
+
+
+def density_table_markdown(points: Sequence[DensityPoint]) -> str:
+    """A Markdown table: one row per density, one accuracy column per method."""
+    methods = list(dict.fromkeys(p.method for p in points))
+    densities = sorted({p.density for p in points}, reverse=True)
+    cell = {(p.method, p.density): p for p in points}
+    lines = [
+        "| kept | compression | " + " | ".join(methods) + " |",
+        "|---:|---:|" + "---:|" * len(methods),
+    ]
+    for d in densities:
+        first = next(cell[(m, d)] for m in methods if (m, d) in cell)
+        accs = [f"{cell[(m, d)].accuracy:.2%}" if (m, d) in cell else "" for m in methods]
+        lines.append(f"| {d:.0%} | {first.compression:.1f}x | " + " | ".join(accs) + " |")
+    return "\n".join(lines) + "\n"

@@ -19,6 +19,8 @@ lower index).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import Any
 
 import tinynet
 from compression.pruning.apply import prune_model
@@ -27,7 +29,15 @@ from compression.sweep.techniques import Technique, register_technique
 from tinynet.data import DataLoader, random_shift
 from tinynet.module import Module
 
-__all__ = ["FINE_TUNE_EPOCHS", "LR_FACTOR", "fine_tune_masked", "percent_pruned", "prune_to"]
+__all__ = [
+    "FINE_TUNE_EPOCHS",
+    "LR_FACTOR",
+    "fine_tune",
+    "fine_tune_masked",
+    "percent_pruned",
+    "prune_to",
+    "steps_per_epoch",
+]
 
 #: Epochs of fine-tuning after pruning (at most ``task.epochs``).
 FINE_TUNE_EPOCHS = 2
@@ -48,13 +58,24 @@ def prune_to(baseline: Module, sparsity: float, seed: int, task: SweepTask) -> M
 def fine_tune_masked(model: Module, sparsity: float, seed: int, task: SweepTask) -> None:
     """Retrain ``model`` in place for ``min(FINE_TUNE_EPOCHS, task.epochs)`` epochs, masks held.
 
+    See :func:`fine_tune`; the sweep's ``fine_tune`` hook (``sparsity`` is
+    not needed: the masks are already on the model).
+    """
+    fine_tune(model, task, seed, min(FINE_TUNE_EPOCHS, task.epochs))
+
+
+def fine_tune(
+    model: Module, task: SweepTask, seed: int, epochs: int, callbacks: Sequence[Any] = ()
+) -> None:
+    """Train a pruned ``model`` in place for ``epochs`` with the recipe at a tenth of its rate.
+
     The baseline recipe (SGD, Nesterov momentum 0.9, weight decay 5e-4,
     cosine schedule, batches of 128, +-1 pixel shifts) at a tenth of its
     learning rate: the weights are nearly trained, a full rate would throw
     them away. The masks are ``Mask`` transforms, so pruned weights stay 0.
+    ``callbacks`` go to ``fit`` (gradual pruning passes its schedule).
     """
     data = task.data()
-    epochs = min(FINE_TUNE_EPOCHS, task.epochs)
     optimizer = tinynet.SGD(
         model.parameters(),
         lr=RECIPE["lr"] * LR_FACTOR,
@@ -78,9 +99,15 @@ def fine_tune_masked(model: Module, sparsity: float, seed: int, task: SweepTask)
         optimizer,
         epochs=epochs,
         scheduler=scheduler,
+        callbacks=list(callbacks),
         seed=seed,
         progress=False,
     )
+
+
+def steps_per_epoch(task: SweepTask) -> int:
+    """Optimizer steps in one epoch of :func:`fine_tune`."""
+    return -(-len(task.data().x_train) // RECIPE["batch_size"])
 
 
 def percent_pruned(sparsity: float) -> str:
