@@ -254,9 +254,18 @@ class Module:
 
     # ------------------------------------------------------------------- modes
     def train(self, mode: bool = True) -> Module:
-        """Set training mode on this module and every descendant."""
+        """Set training mode on this module, every descendant, and their transforms.
+
+        Transforms see the mode too (``transform.training``): an activation
+        quantizer updates its range while training and freezes it in eval mode.
+        """
         for module in self.modules():
             module.training = bool(mode)
+            for transform in module.output_transforms:
+                transform.training = bool(mode)
+            for _, param in module._own_parameters():
+                for transform in param.transforms:
+                    transform.training = bool(mode)
         return self
 
     def eval(self) -> Module:

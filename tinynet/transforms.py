@@ -60,6 +60,8 @@ class Transform:
     param_names: ClassVar[tuple[str, ...]] = ()
 
     cache: Any = None
+    #: Set by ``Module.train()`` / ``eval()`` on the module that holds the transform.
+    training: bool = True
 
     def forward(self, w: np.ndarray) -> np.ndarray:
         """Map the incoming value ``w`` to the outgoing (more effective) value."""
