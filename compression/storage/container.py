@@ -16,9 +16,15 @@ once. The JSON header holds::
     {"format": "tinynet-compressed", "version": 1,
      "model": {architecture, see architecture.py},
      "transforms": {"1.weight": [{"type": "Mask", "config": {}}], ...},
+     "output_transforms": {"2": [{"type": "ActivationQuantize", "config": {...}}]},
      "tensors": [{"name": "1.weight", "kind": "parameter", "codec": "sparse",
                   "meta": {...}, "segments": [[name, term, offset, bits], ...]}, ...],
      "payload_length": P, "payload_crc32": C}
+
+``"output_transforms"`` (transforms of module outputs: activation
+quantizers) is present only when the model has some; their state (a few
+float32 numbers each: a range, a step size) follows the parameters and
+buffers as tensors of kind ``"output"``, stored dense.
 
 A segment of ``bits`` bits occupies ``ceil(bits / 8)`` bytes at ``offset``
 (from the start of the payload); segments tile the payload exactly. So::
@@ -45,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from compression.storage import dense, quantized, sparse_codec  # noqa: F401  (register codecs)
 from compression.storage.architecture import (
     build_module,
@@ -56,7 +64,13 @@ from compression.storage.encoded import EncodedTensor, decode_tensor
 from compression.storage.streams import TERMS, Segment
 from compression.storage.tensor import encode_buffer, encode_parameter, restore_parameter
 from tinynet.module import Module
-from tinynet.transforms import TRANSFORM_TYPES, apply_transform_spec, transform_spec
+from tinynet.transforms import (
+    TRANSFORM_TYPES,
+    apply_output_transform_spec,
+    apply_transform_spec,
+    output_transform_spec,
+    transform_spec,
+)
 
 MAGIC = b"\x89TNC\r\n\x1a\n"
 VERSION = 1
@@ -70,10 +84,10 @@ class CompressedFileError(ValueError):
 
 @dataclass
 class StoredTensor:
-    """One parameter or buffer as planned for the file."""
+    """One parameter, buffer or output-transform array as planned for the file."""
 
     name: str  # "1.weight"
-    kind: str  # "parameter" or "buffer"
+    kind: str  # "parameter", "buffer" or "output" (state of an output transform)
     layer: str  # module name, "1"
     layer_type: str  # "Linear"
     encoded: EncodedTensor
@@ -103,8 +117,8 @@ def plan_container(model: Module, use_huffman: bool = True, verify: bool = True)
     with global_rng_untouched():
         if not same_structure(build_module(architecture), model):
             raise ValueError("the model's parameters or buffers differ from what its layers create")
-    spec = transform_spec(model)
-    for name, chain in spec.items():
+    spec, output_spec = transform_spec(model), output_transform_spec(model)
+    for name, chain in [*spec.items(), *output_spec.items()]:
         for entry in chain:
             if TRANSFORM_TYPES.get(entry["type"]) is None:
                 raise ValueError(f"transform {entry['type']!r} of {name!r} is not registered")
@@ -117,6 +131,10 @@ def plan_container(model: Module, use_huffman: bool = True, verify: bool = True)
     for full, buffer in model.named_buffers():
         layer = full.rsplit(".", 1)[0] if "." in full else ""
         tensors.append(StoredTensor(full, "buffer", layer, owners[layer], encode_buffer(buffer)))
+    for full, layer, array, _ in output_states(model):
+        encoded = encode_buffer(array)
+        encoded.reason = "output-transform state (an activation range, a step size) is stored dense"
+        tensors.append(StoredTensor(full, "output", layer, owners[layer], encoded))
     entries, chunks, offset = [], [], 0
     for t in tensors:
         segments = []
@@ -139,12 +157,27 @@ def plan_container(model: Module, use_huffman: bool = True, verify: bool = True)
         "version": VERSION,
         "model": architecture,
         "transforms": spec,
+        **({"output_transforms": output_spec} if output_spec else {}),
         "tensors": entries,
         "payload_length": len(payload),
         "payload_crc32": zlib.crc32(payload),
     }
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return ContainerPlan(text, payload, tensors)
+
+
+def output_states(model: Module) -> list[tuple[str, str, Any, Any]]:
+    """``(key, module name, array, transform)`` for each array of each output transform's state.
+
+    Keys as in ``state_dict``: ``"2.output_transforms.0.min_val"``.
+    """
+    out = []
+    for layer, module in model.named_modules():
+        prefix = f"{layer}." if layer else ""
+        for i, transform in enumerate(module.output_transforms):
+            for name, array in transform.named_state():
+                out.append((f"{prefix}output_transforms.{i}.{name}", layer, array, transform))
+    return out
 
 
 def save_compressed(model: Module, path: str | os.PathLike[str], use_huffman: bool = True) -> int:
@@ -184,10 +217,13 @@ def load_compressed(path: str | os.PathLike[str]) -> Module:
     """Rebuild the model saved by :func:`save_compressed` (in eval mode).
 
     Its outputs equal the saved model's outputs: the same effective weights
-    (masked models come back with their ``Mask`` transforms), the same
-    buffers. Latent values of pruned weights are not stored (they come back
-    as zeros), nor are gradients, optimizer state, hooks or ``requires_grad``
-    flags. Loading does not change tinynet's global random generator.
+    (masked models come back with their ``Mask`` transforms, quantized ones
+    with their quantizers), the same buffers, the same output transforms
+    (activation quantizers) with their state. Latent values of pruned or
+    quantized weights are not stored (they come back as zeros, or as the
+    quantized values), nor are gradients, optimizer state, hooks or
+    ``requires_grad`` flags. Loading does not change tinynet's global
+    random generator.
 
     Raises
     ------
@@ -248,9 +284,13 @@ def _rebuild(header: Any, payload: bytes) -> Module:
         "payload_length",
         "payload_crc32",
     }
-    if not isinstance(header, dict) or set(header) != expected:
+    optional = {"output_transforms"}
+    if not isinstance(header, dict) or not expected <= set(header) <= expected | optional:
         keys = sorted(header) if isinstance(header, dict) else type(header).__name__
-        raise ValueError(f"its header has keys {keys}, expected {sorted(expected)}")
+        raise ValueError(
+            f"its header has keys {keys}, expected {sorted(expected)} (and optionally "
+            f"{sorted(optional)})"
+        )
     if header["format"] != FORMAT_NAME or header["version"] != VERSION:
         raise ValueError(f"its header declares {header['format']!r} version {header['version']!r}")
     declared = header["payload_length"]
@@ -269,9 +309,14 @@ def _rebuild(header: Any, payload: bytes) -> Module:
     if not isinstance(header["transforms"], dict):
         raise ValueError("'transforms' must be a JSON object")
     apply_transform_spec(model, header["transforms"])
+    if not isinstance(header.get("output_transforms", {}), dict):
+        raise ValueError("'output_transforms' must be a JSON object")
+    apply_output_transform_spec(model, header.get("output_transforms", {}))
     slots = [(full, param) for full, _, _, param in model.named_parameter_slots()]
     buffers = list(model.named_buffers())
+    outputs = {key: (array, transform) for key, _, array, transform in output_states(model)}
     wanted = [(n, "parameter") for n, _ in slots] + [(n, "buffer") for n, _ in buffers]
+    wanted += [(n, "output") for n in outputs]
     entries = header["tensors"]
     if not isinstance(entries, list) or [(e["name"], e["kind"]) for e in entries] != wanted:
         raise ValueError("its tensor list does not match the parameters and buffers of its model")
@@ -279,6 +324,7 @@ def _rebuild(header: Any, payload: bytes) -> Module:
     params = dict(slots)
     owners = dict(model.named_modules())
     shapes = {n: p.shape for n, p in slots} | {n: b.shape for n, b in buffers}
+    shapes |= {n: np.shape(array) for n, (array, _) in outputs.items()}
     for entry, segments in zip(entries, segment_lists):
         try:
             declared = entry["meta"].get("shape", list(shapes[entry["name"]]))
@@ -289,8 +335,10 @@ def _rebuild(header: Any, payload: bytes) -> Module:
             arrays = decode_tensor(entry["codec"], entry["meta"], segments)
             if entry["kind"] == "parameter":
                 restore_parameter(params[entry["name"]], arrays)
-            else:
+            elif entry["kind"] == "buffer":
                 _restore_buffer(owners, entry["name"], arrays)
+            else:
+                _restore_output(outputs, entry["name"], arrays)
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise ValueError(f"tensor {entry['name']!r} cannot be decoded: {err}") from None
     return model.eval()
@@ -333,3 +381,12 @@ def _restore_buffer(owners: dict[str, Module], full: str, arrays: dict[str, Any]
             f"buffer {full!r} of shape {old.shape} cannot take {new.shape} {new.dtype}"
         )
     module.register_buffer(attr, new.copy())
+
+
+def _restore_output(outputs: dict[str, Any], full: str, arrays: dict[str, Any]) -> None:
+    """Set one array of an output transform's state from its decoded ``{"value": array}``."""
+    old, transform = outputs[full]
+    old, new = np.asarray(old), arrays["value"]
+    if set(arrays) != {"value"} or new.shape != old.shape or new.dtype.kind != old.dtype.kind:
+        raise ValueError(f"output state {full!r} of shape {old.shape} cannot take {new.shape}")
+    transform.set_state(full.rsplit(".", 1)[1], new.copy())

@@ -314,3 +314,77 @@ def test_a_registered_transform_and_storage_handler_round_trip(tmp_path, monkeyp
     loaded = check_round_trip(model, x, tmp_path / "snap.tnc")
     assert isinstance(loaded[0].weight.transforms[0], Snap)
     assert loaded[0].weight.transforms[0].step == 0.05
+
+
+# ------------------------------------------------- output transforms in the file
+
+
+class Shift(tinynet.Transform):
+    """Add a stored per-feature offset to a module's output (stand-in for an activation quantizer)."""
+
+    state_names = ("offset",)
+
+    def __init__(self, features):
+        self.features = int(features)
+        self.offset = np.zeros(features, dtype=np.float32)
+
+    def forward(self, x):
+        return x + self.offset.astype(x.dtype)
+
+    def backward(self, d_out):
+        return d_out
+
+    def get_config(self):
+        return {"features": self.features}
+
+    @classmethod
+    def from_config(cls, config, shape):
+        return cls(config["features"])
+
+
+def shifted_model():
+    tinynet.manual_seed(0)
+    model = tinynet.Sequential(tinynet.Linear(4, 3), tinynet.ReLU(), tinynet.Linear(3, 2))
+    model[1].add_output_transform(Shift(3)).offset[:] = [0.5, -1.0, 2.0]
+    return model
+
+
+def test_output_transforms_are_stored_and_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setitem(TRANSFORM_TYPES, "Shift", Shift)
+    model = shifted_model()
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    loaded = check_round_trip(model, x, tmp_path / "shift.tnc")
+    np.testing.assert_array_equal(loaded[1].output_transforms[0].offset, [0.5, -1.0, 2.0])
+    rows = {r["tensor"]: r for r in size_report(model, reference_files=False).rows}
+    row = rows["1.output_transforms.0.offset"]
+    assert row["kind"] == "output" and row["layer"] == "1" and row["values_bits"] == 3 * 32
+    _, header, _ = split((tmp_path / "shift.tnc").read_bytes())
+    assert header["output_transforms"] == {"1": [{"type": "Shift", "config": {"features": 3}}]}
+
+
+def test_files_without_output_transforms_keep_the_version_1_header(good_file):
+    _, header, _ = split(good_file.read_bytes())
+    assert "output_transforms" not in header  # written only when the model has some
+
+
+def test_unregistered_output_transforms_are_refused(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="transform 'Shift' of '1' is not registered"):
+        save_compressed(shifted_model(), tmp_path / "x.tnc")
+    monkeypatch.setitem(TRANSFORM_TYPES, "Shift", Shift)
+    path = tmp_path / "shift.tnc"
+    save_compressed(shifted_model(), path)
+    monkeypatch.delitem(TRANSFORM_TYPES, "Shift")
+    with pytest.raises(CompressedFileError, match="unknown transform type 'Shift'"):
+        load_compressed(path)
+
+
+def test_output_state_of_the_wrong_shape_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(TRANSFORM_TYPES, "Shift", Shift)
+    path = tmp_path / "shift.tnc"
+    save_compressed(shifted_model(), path)
+    prefix, header, payload = split(path.read_bytes())
+    header["output_transforms"]["1"][0]["config"]["features"] = 4
+    refused(path, join(prefix, header, payload), "offset")
+    prefix, header, payload = split(path.read_bytes())
+    header["output_transforms"] = {"7": []}
+    refused(path, join(prefix, header, payload), "module '7'")
