@@ -230,7 +230,8 @@ def apply_transform_spec(model: Module, spec: dict[str, list[dict[str, Any]]]) -
             if cls is None:
                 raise ValueError(
                     f"unknown transform type {entry['type']!r} for {name!r}; "
-                    f"known types: {sorted(TRANSFORM_TYPES)}"
+                    f"known types: {sorted(TRANSFORM_TYPES)} (the compression package's "
+                    "transforms register when it is imported: import compression.quantization)"
                 )
             param.add_transform(cls.from_config(entry.get("config", {}), param.shape))
     return model
@@ -279,7 +280,8 @@ def apply_output_transform_spec(model: Module, spec: dict[str, list[dict[str, An
             if cls is None:
                 raise ValueError(
                     f"unknown transform type {entry['type']!r} for the output of {name!r}; "
-                    f"known types: {sorted(TRANSFORM_TYPES)}"
+                    f"known types: {sorted(TRANSFORM_TYPES)} (the compression package's "
+                    "transforms register when it is imported: import compression.quantization)"
                 )
             config = entry.get("config", {})
             if not isinstance(config, dict):

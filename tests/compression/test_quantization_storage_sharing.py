@@ -234,3 +234,27 @@ def test_a_damaged_binary_header_is_refused():
         decode_tensor("binary", {**enc.meta, "axis": 1}, enc.segments)
     with pytest.raises(ValueError, match="one bit for each of 8 entries"):
         decode_tensor("binary", {**enc.meta, "shape": [4, 2]}, enc.segments)
+
+
+def test_a_fresh_process_loads_a_shared_file_without_importing_quantization(tmp_path):
+    # load_compressed registers the quantization package's transforms and codecs itself
+    import subprocess
+    import sys
+
+    import tinynet as tn
+    from compression.quantization import share_weights
+    from compression.storage import save_compressed
+
+    tn.manual_seed(0)
+    model = tn.models.lenet_300_100()
+    share_weights(model, bits=4)
+    path = tmp_path / "shared.tnc"
+    save_compressed(model, path)
+    code = (
+        "import sys; from compression.storage import load_compressed; "
+        f"m = load_compressed({str(path)!r}); "
+        "print(type(m[1].weight.transforms[0]).__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "SharedWeights"
