@@ -25,6 +25,12 @@ chain          candidates
 ``("Mask",)``  ``sparse`` over the mask's kept entries, returning the mask
 =============  ===============================================================
 
+``compression.quantization`` registers more when it is imported
+(``load_compressed`` imports it): ``FakeQuantize``, ``LSQ`` and the same after
+a ``Mask`` (b-bit codes plus scales; positions for the masked ones),
+``SharedWeights`` with or without a ``Mask`` (codes plus codebook),
+``BinaryWeights`` (1 bit per weight plus scales) and ``TernaryWeights``.
+
 Extending it (how a later transform says how it is stored)
 ----------------------------------------------------------
 Register a function for the chain of transform type names it handles::
