@@ -20,6 +20,7 @@ Read in this order (each file is one lesson):
 ``storage_sharing``
 ``integer_ops``,     integer-only inference (Jacob et al. 2018): int8 products
 ``integer_layers``,  summed exactly, fixed-point rescaling, every integer shown
+``integer_pooling``,
 ``integer``
 ===================  =========================================================
 
@@ -72,6 +73,12 @@ from compression.quantization.binary import (
 )
 from compression.quantization.fake_quant import ActivationQuantize, FakeQuantize
 from compression.quantization.folding import fold_batchnorm, folded_index_map
+from compression.quantization.integer import (
+    IntegerSequential,
+    compile_integer,
+    fake_quant_reference,
+)
+from compression.quantization.integer_ops import matmul_exact, quantize_multiplier, rescale
 from compression.quantization.kmeans import INITS, assign_nearest, init_centroids, kmeans_1d
 from compression.quantization.lsq import LSQ, lsq_levels, lsq_step_gradient
 from compression.quantization.observers import (
@@ -129,6 +136,13 @@ __all__ = [
     "fold_batchnorm",
     "folded_index_map",
     "quantize_weight_array",
+    # integer-only inference
+    "IntegerSequential",
+    "compile_integer",
+    "fake_quant_reference",
+    "matmul_exact",
+    "quantize_multiplier",
+    "rescale",
     # weight sharing, binary, ternary
     "INITS",
     "PRUNED",
