@@ -39,33 +39,17 @@ if "--threads" in sys.argv[:-1]:
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from bench_accuracy import SHARED_MNIST, machine  # noqa: E402
 
 import tinynet  # noqa: E402
 from compression.quantization.integer import compile_integer, fake_quant_reference  # noqa: E402
 from compression.quantization.integer_ops import matmul_int64  # noqa: E402
 
 CLOCK = time.perf_counter  # --cpu-time switches to time.process_time
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
-    )
 
 
 def naive_matmul(a, b, a_max=None, b_max=None):

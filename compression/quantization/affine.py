@@ -253,6 +253,17 @@ def _prepare(
     return x, scale.reshape(shape), zero_point.reshape(shape)
 
 
+def _unclipped(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
+    """``round(x * (1 / scale)) + zero_point`` before clipping, in ``x``'s dtype.
+
+    PyTorch multiplies by the float32 reciprocal of the scale rather than
+    dividing; the two differ in the last bit for some inputs, which now and
+    then decides a rounding tie. We do what PyTorch does.
+    """
+    inv_scale = (np.float32(1) / scale).astype(x.dtype)
+    return np.round(x * inv_scale) + zero_point.astype(x.dtype)
+
+
 # ------------------------------------------------------------- the quantizer
 def quantize(
     x: Any,
@@ -280,9 +291,7 @@ def quantize(
     array([  0,  64,  70, 255, 255])
     """
     x, scale, zero_point = _prepare(x, scale, zero_point, qmin, qmax, axis)
-    inv_scale = (np.float32(1) / scale).astype(x.dtype)
-    q = np.round(x * inv_scale) + zero_point.astype(x.dtype)
-    return np.clip(q, qmin, qmax).astype(np.int64)
+    return np.clip(_unclipped(x, scale, zero_point), qmin, qmax).astype(np.int64)
 
 
 def fake_quantize(
@@ -305,8 +314,7 @@ def fake_quantize(
     array([-0.25,  0.  ,  0.25,  0.25])
     """
     x, scale, zero_point = _prepare(x, scale, zero_point, qmin, qmax, axis)
-    inv_scale = (np.float32(1) / scale).astype(x.dtype)
-    q = np.clip(np.round(x * inv_scale) + zero_point.astype(x.dtype), qmin, qmax)
+    q = np.clip(_unclipped(x, scale, zero_point), qmin, qmax)
     return ((q - zero_point.astype(x.dtype)) * scale.astype(x.dtype)).astype(x.dtype, copy=False)
 
 
@@ -334,6 +342,5 @@ def ste_mask(
     array([ True,  True, False, False])
     """
     x, scale, zero_point = _prepare(x, scale, zero_point, qmin, qmax, axis)
-    inv_scale = (np.float32(1) / scale).astype(x.dtype)
-    q = np.round(x * inv_scale) + zero_point.astype(x.dtype)
+    q = _unclipped(x, scale, zero_point)
     return (q >= qmin) & (q <= qmax)
