@@ -48,6 +48,7 @@ from compression.storage import sparse
 from compression.storage.bitpack import check_bits, pack_bits, packed_bits, unpack_bits
 from compression.storage.encoded import EncodedTensor, check_shape, register_codec
 from compression.storage.quantized import decode_quantized_arrays, dequantize, encode_quantized
+from compression.storage.sparse_codec import decode_positions
 from compression.storage.streams import (
     DTYPES,
     Segment,
@@ -275,28 +276,15 @@ def decode_sparse_quantized(meta: dict[str, Any], reader: SegmentReader) -> dict
         raise ValueError(f"axis {axis!r} is not an axis of shape {shape}")
     if channels != (1 if axis is None else shape[axis]) or meta["dtype"] not in DTYPES:
         raise ValueError(f"{channels} channels or dtype {meta['dtype']!r} do not fit shape {shape}")
-    fmt, streams = meta["format"], meta["positions"]
-    if fmt == "bitmask":
-        if streams["bitmask"]["count"] != size or streams["bitmask"]["bits"] != 1:
-            raise ValueError(f"the bitmask does not have one bit for each of {size} entries")
-        positions = sparse.bitmask_decode(decode_int_stream(streams["bitmask"], reader, "bitmask"))
-    elif fmt == "csr":
-        row_ptr = decode_int_stream(streams["row_ptr"], reader, "row_ptr")
-        col_idx = decode_int_stream(streams["col_idx"], reader, "col_idx")
-        positions = sparse.csr_decode(row_ptr, col_idx, shape)
-    elif fmt == "relative":
-        k = check_bits(meta["index_bits"])
-        if streams["relative"]["bits"] != k:
-            raise ValueError("relative index codes do not have the declared width")
-        relative = decode_int_stream(streams["relative"], reader, "relative")
-        positions = sparse.relative_decode(relative, k)
-    else:
-        raise ValueError(f"unknown position format {fmt!r}")
+    fmt = meta["format"]
+    positions, relative = decode_positions(
+        fmt, meta["positions"], reader, shape, "relative", meta.get("index_bits")
+    )
     if meta["codes"]["bits"] != bits or meta["codes"]["count"] != len(positions):
         raise ValueError(f"{meta['codes']['count']} codes for {len(positions)} positions")
     values = decode_int_stream(meta["codes"], reader, "codes")
-    if fmt == "relative":
-        real = ~((relative == (1 << k) - 1) & (values == 0))  # drop the fillers
+    if relative is not None:
+        real = ~((relative == (1 << meta["index_bits"]) - 1) & (values == 0))  # drop the fillers
         positions, values = positions[real], values[real]
     if positions.size and positions[-1] >= size:
         raise ValueError(f"position {positions[-1]} lies outside a tensor of {size} entries")

@@ -48,6 +48,7 @@ from compression.storage import sparse
 from compression.storage.codebook import MAX_K, code_bits
 from compression.storage.encoded import EncodedTensor, check_shape, register_codec
 from compression.storage.quantized import encode_quantized
+from compression.storage.sparse_codec import decode_positions
 from compression.storage.streams import (
     DTYPES,
     SegmentReader,
@@ -217,19 +218,8 @@ def decode_shared_weights(meta: dict[str, Any], reader: SegmentReader) -> dict[s
     width = code_bits(k) if fmt in ("dense", "bitmask", "csr") else code_bits(k + 1)
     if streams["codes"]["bits"] != width:
         raise ValueError(f"{fmt} codes of a {k}-entry codebook must have {width} bits")
-    if fmt == "bitmask":
-        if streams["bitmask"]["count"] != size or streams["bitmask"]["bits"] != 1:
-            raise ValueError(f"the bitmask does not have one bit for each of {size} entries")
-        positions = sparse.bitmask_decode(decode_int_stream(streams["bitmask"], reader, "bitmask"))
-    elif fmt == "csr":
-        row_ptr = decode_int_stream(streams["row_ptr"], reader, "row_ptr")
-        col_idx = decode_int_stream(streams["col_idx"], reader, "col_idx")
-        positions = sparse.csr_decode(row_ptr, col_idx, shape)
-    elif fmt == "relative":
-        if streams["skips"]["bits"] != meta["bits"]:
-            raise ValueError("relative index codes do not have the declared width")
-        skips = decode_int_stream(streams["skips"], reader, "skips")
-        positions = sparse.relative_decode(skips, meta["bits"])
+    if fmt in ("bitmask", "csr", "relative"):
+        positions, _ = decode_positions(fmt, streams, reader, shape, "skips", meta.get("bits"))
     else:  # dense, reserved: a code for every entry
         positions = np.arange(size)
     codes = decode_int_stream(streams["codes"], reader, "codes")

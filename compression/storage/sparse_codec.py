@@ -164,33 +164,62 @@ def best_relative_bits(positions: np.ndarray, values: np.ndarray, use_huffman: b
     return best
 
 
+def decode_positions(
+    fmt: str,
+    streams: dict[str, Any],
+    reader: SegmentReader,
+    shape: tuple[int, ...],
+    relative_stream: str = "codes",
+    relative_bits: Any = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Flat positions of the stored entries, read back from their position streams.
+
+    ``fmt`` is ``"bitmask"`` (stream ``"bitmask"``: one bit per entry),
+    ``"csr"`` (streams ``"row_ptr"`` and ``"col_idx"``) or ``"relative"``
+    (stream ``relative_stream``: ``relative_bits``-bit skips, fillers
+    included). Every sparse codec (float values, quantized codes, shared
+    weights' codes) stores its positions this way.
+
+    Returns
+    -------
+    positions : ndarray of int, shape (stored entries,)
+    relative : ndarray of int or None
+        The relative codes (``"relative"`` only): a filler is a skip of
+        ``2^b - 1`` whose value is zero, and the caller drops it.
+    """
+    size = int(np.prod(shape, dtype=np.int64))
+    if fmt == "bitmask":
+        if streams["bitmask"]["count"] != size or streams["bitmask"]["bits"] != 1:
+            raise ValueError(f"the bitmask does not have one bit for each of {size} entries")
+        bitmask = decode_int_stream(streams["bitmask"], reader, "bitmask")
+        return sparse.bitmask_decode(bitmask), None
+    if fmt == "csr":
+        row_ptr = decode_int_stream(streams["row_ptr"], reader, "row_ptr")
+        col_idx = decode_int_stream(streams["col_idx"], reader, "col_idx")
+        return sparse.csr_decode(row_ptr, col_idx, shape), None
+    if fmt == "relative":
+        b = check_bits(relative_bits)
+        if streams[relative_stream]["bits"] != b:
+            raise ValueError("relative index codes do not have the declared width")
+        relative = decode_int_stream(streams[relative_stream], reader, relative_stream)
+        return sparse.relative_decode(relative, b), relative
+    raise ValueError(f"unknown position format {fmt!r}")
+
+
 @register_codec("sparse")
 def decode_sparse(meta: dict[str, Any], reader: SegmentReader) -> dict[str, np.ndarray]:
     """Inverse of :func:`encode_sparse`: ``{"value": array}`` (+ ``{mask_key: keep}``)."""
     shape = check_shape(meta)
     size = int(np.prod(shape, dtype=np.int64))
-    fmt, streams = meta["format"], meta["positions"]
-    if fmt == "bitmask":
-        if streams["bitmask"]["count"] != size or streams["bitmask"]["bits"] != 1:
-            raise ValueError(f"the bitmask does not have one bit for each of {size} entries")
-        positions = sparse.bitmask_decode(decode_int_stream(streams["bitmask"], reader, "bitmask"))
-    elif fmt == "csr":
-        row_ptr = decode_int_stream(streams["row_ptr"], reader, "row_ptr")
-        col_idx = decode_int_stream(streams["col_idx"], reader, "col_idx")
-        positions = sparse.csr_decode(row_ptr, col_idx, shape)
-    elif fmt == "relative":
-        b = check_bits(meta["bits"])
-        if streams["codes"]["bits"] != b:
-            raise ValueError("relative index codes do not have the declared width")
-        codes = decode_int_stream(streams["codes"], reader, "codes")
-        positions = sparse.relative_decode(codes, b)
-    else:
-        raise ValueError(f"unknown position format {fmt!r}")
+    fmt = meta["format"]
+    positions, codes = decode_positions(
+        fmt, meta["positions"], reader, shape, "codes", meta.get("bits")
+    )
     values = decode_values(meta["values"], reader, "values")
     if len(values) != len(positions):
         raise ValueError(f"{len(positions)} positions but {len(values)} values")
-    if fmt == "relative":
-        real = ~((codes == (1 << b) - 1) & is_plus_zero(values))
+    if codes is not None:
+        real = ~((codes == (1 << meta["bits"]) - 1) & is_plus_zero(values))
         positions, values = positions[real], values[real]
     if positions.size and positions[-1] >= size:
         raise ValueError(f"position {positions[-1]} lies outside a tensor of {size} entries")
