@@ -65,7 +65,12 @@ def fine_tune_masked(model: Module, sparsity: float, seed: int, task: SweepTask)
 
 
 def fine_tune(
-    model: Module, task: SweepTask, seed: int, epochs: int, callbacks: Sequence[Any] = ()
+    model: Module,
+    task: SweepTask,
+    seed: int,
+    epochs: int,
+    callbacks: Sequence[Any] = (),
+    params: Any = None,
 ) -> None:
     """Train a pruned ``model`` in place for ``epochs`` with the recipe at a tenth of its rate.
 
@@ -73,11 +78,13 @@ def fine_tune(
     cosine schedule, batches of 128, +-1 pixel shifts) at a tenth of its
     learning rate: the weights are nearly trained, a full rate would throw
     them away. The masks are ``Mask`` transforms, so pruned weights stay 0.
-    ``callbacks`` go to ``fit`` (gradual pruning passes its schedule).
+    ``callbacks`` go to ``fit`` (gradual pruning passes its schedule);
+    ``params`` (parameters or parameter groups, default all of the model's)
+    are what the optimizer updates (weight sharing trains its centroids only).
     """
     data = task.data()
     optimizer = tinynet.SGD(
-        model.parameters(),
+        model.parameters() if params is None else params,
         lr=RECIPE["lr"] * LR_FACTOR,
         momentum=RECIPE["momentum"],
         nesterov=RECIPE["nesterov"],

@@ -55,6 +55,7 @@ from compression.quantization.apply import (
     activation_targets,
     bit_widths,
     freeze_quantizers,
+    observe_ranges,
     prepare_qat,
     quantize_activations,
     quantize_weights,
@@ -93,12 +94,15 @@ from compression.quantization.observers import (
 from compression.quantization.sharing import (
     PRUNED,
     SharedWeights,
+    centroid_groups,
     deep_compression_bits,
     quantizable_weights,
     share_weights,
 )
 
 __all__ = [
+    "observe_ranges",
+    "centroid_groups",
     # affine array math
     "MAX_BITS",
     "MIN_BITS",

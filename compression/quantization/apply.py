@@ -41,9 +41,16 @@ from typing import Any
 
 from compression.pruning.apply import prunable_layers
 from compression.quantization.affine import check_bits
+from compression.quantization.binary import BinaryWeights, TernaryWeights
 from compression.quantization.fake_quant import ActivationQuantize, FakeQuantize
 from compression.quantization.lsq import LSQ
-from compression.quantization.observers import MinMaxObserver, Observer, calibrate
+from compression.quantization.observers import (
+    MinMaxObserver,
+    Observer,
+    calibrate,
+    calibration_inputs,
+)
+from compression.quantization.sharing import SharedWeights
 from tinynet.grad_mode import no_grad
 from tinynet.layers import BatchNorm1d, BatchNorm2d, LeakyReLU, ReLU, Sigmoid, Tanh
 from tinynet.module import Module
@@ -52,7 +59,9 @@ from tinynet.transforms import Mask
 __all__ = [
     "activation_targets",
     "bit_widths",
+    "weight_bits",
     "freeze_quantizers",
+    "observe_ranges",
     "prepare_qat",
     "quantize_activations",
     "quantize_weights",
@@ -228,6 +237,7 @@ def prepare_qat(
     method: str = "minmax",
     per_channel: bool = True,
     inplace: bool = False,
+    calibration: Any = None,
 ) -> Module:
     """The fake-quantized twin of a float model, ready for ``tinynet.fit``.
 
@@ -252,6 +262,11 @@ def prepare_qat(
     inplace : bool, default False
         False returns a deep copy and leaves ``model`` as it was (PyTorch's
         default); True changes and returns ``model`` itself.
+    calibration : array, tuple of arrays, or iterable of batches, optional
+        Inputs run once through the twin (:func:`observe_ranges`) so every
+        activation quantizer starts from a measured range, and the twin can
+        be evaluated before any training (then it is post-training
+        quantization). Without it, the first training batch sets them.
     """
     if method not in ("minmax", "lsq"):
         raise ValueError(f"method must be 'minmax' or 'lsq', got {method!r}")
@@ -285,7 +300,35 @@ def prepare_qat(
             module.add_output_transform(LSQ(b, signed=signed, role="activation"))
         else:
             module.add_output_transform(ActivationQuantize(b))
+    if calibration is not None:
+        observe_ranges(twin, calibration)
     return twin
+
+
+def observe_ranges(model: Module, batches: Any, batch_size: int = 256) -> Module:
+    """Let a QAT twin's activation quantizers see ``batches``, layer after layer, without training.
+
+    The model runs in eval mode (BatchNorm statistics untouched, Dropout
+    off) while its ``ActivationQuantize`` transforms stay in training mode,
+    so each one's observer records the outputs that reach it through the
+    quantizers before it; ``LSQ`` step sizes that are not yet initialised
+    take their first batch. Nothing is learned. In place; returns ``model``.
+    """
+    was_training = model.training
+    model.eval()
+    quantizers = [t for m in model.modules() for t in m.output_transforms]
+    for t in quantizers:
+        t.training = True
+    try:
+        seen = 0
+        for x in calibration_inputs(batches, batch_size):
+            model(x)
+            seen += 1
+        if seen == 0:
+            raise ValueError("observe_ranges: the calibration set has no batch")
+    finally:
+        model.train(was_training)
+    return model
 
 
 def freeze_quantizers(model: Module) -> Module:
@@ -348,19 +391,36 @@ def strip_quantization(model: Module, bake: bool = False) -> Module:
     return model
 
 
+def weight_bits(transforms: list[Any]) -> int:
+    """The width a weight is stored at, from its transforms: 32 when none quantizes it.
+
+    ``FakeQuantize``/``LSQ``/``SharedWeights``: their ``bits``; binary 1,
+    ternary 2. The last such transform wins (it is the one applied last).
+    """
+    bits = 32
+    for t in transforms:
+        if isinstance(t, (*WEIGHT_QUANTIZERS, SharedWeights)):
+            bits = t.bits
+        elif isinstance(t, BinaryWeights):
+            bits = 1
+        elif isinstance(t, TernaryWeights):
+            bits = 2
+    return bits
+
+
 def bit_widths(model: Module) -> dict[str, int]:
     """Each ``Conv2d``/``Linear`` weight's width (32 when float) and each quantized output's.
 
     Keys are ``"1.weight"`` and ``"2.output"`` (the output of module ``"2"``),
-    in model order: the line every quantized result should state.
+    in model order: the line every quantized result should state. Weights
+    shared by k-means count ``log2(k)`` bits, binary 1 and ternary 2.
     """
     widths: dict[str, int] = {}
     weighted = {id(m) for _, m in prunable_layers(model)}
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         if id(module) in weighted:
-            quantizers = [t for t in module.weight.transforms if isinstance(t, WEIGHT_QUANTIZERS)]
-            widths[prefix + "weight"] = quantizers[-1].bits if quantizers else 32
+            widths[prefix + "weight"] = weight_bits(module.weight.transforms)
         for t in module.output_transforms:
             if isinstance(t, OUTPUT_QUANTIZERS):
                 widths[prefix + "output"] = t.bits

@@ -48,6 +48,7 @@ __all__ = [
     "PRUNED",
     "SharedWeights",
     "assign_nearest",
+    "centroid_groups",
     "deep_compression_bits",
     "init_centroids",
     "kmeans_1d",
@@ -288,3 +289,33 @@ def share_weights(
         assignments[keep] = codes
         added[name] = param.add_transform(SharedWeights(centroids, assignments, dtype=param.dtype))
     return added
+
+
+def centroid_groups(model: Module, lr: float) -> list[dict[str, Any]]:
+    """Optimizer parameter groups that fine-tune only the centroids, one group per layer.
+
+    A centroid's gradient is the *sum* of its weights' gradients (Han et al.
+    2016, eq. 3), so with ``n`` weights in ``k`` clusters it is about
+    ``n / k`` times larger than one weight's: a step at the network's own
+    learning rate would throw the codebook far off. Each layer's group gets
+    ``lr * k / n`` (the step its average weight would take under plain SGD)
+    and no weight decay (the codebook is not a set of free weights).
+
+    >>> from tinynet.models import lenet_300_100
+    >>> model = lenet_300_100()
+    >>> _ = share_weights(model, bits=2, include=["1.weight"])
+    >>> [(len(g["params"]), g["lr"] * 784 * 300 / 4) for g in centroid_groups(model, lr=0.01)]
+    [(1, 0.01)]
+    """
+    groups = []
+    for _, _, _, param in model.named_parameter_slots():
+        for t in param.transforms:
+            if isinstance(t, SharedWeights):
+                groups.append(
+                    {"params": [t.centroids], "lr": lr * t.k / param.size, "weight_decay": 0.0}
+                )
+    if not groups:
+        raise ValueError(
+            "centroid_groups: the model has no weight-shared parameter (see share_weights)"
+        )
+    return groups

@@ -10,7 +10,7 @@ model at one setting of its grid::
 and :class:`TechniquePoint` measures the result (bytes of its compressed
 file, held-out accuracy, inference time) as one :class:`~compression.sweep.Row`.
 
-At this stage of the course two entries honestly exist:
+Two entries live here:
 
 =========  =================================================================
 ``dense``  the trained baseline as it is: float32 weights in the compressed
@@ -19,8 +19,11 @@ At this stage of the course two entries honestly exist:
            same recipe (lesson 1's accuracy-against-size axis)
 =========  =================================================================
 
-Adding a technique (pruning, quantization, weight sharing, distillation in
-the next lessons) is one :func:`register_technique` call in the technique's
+and each technique's package registers its own: ``pruning``
+(``compression.pruning.technique``), ``PTQ``, ``QAT``, ``LSQ`` and
+``k-means sharing`` (``compression.quantization.technique``).
+
+Adding a technique (distillation and the others in the later lessons) is one :func:`register_technique` call in the technique's
 own module, plus that module's name in :data:`TECHNIQUE_MODULES` so that
 ``python -m compression`` imports it::
 
@@ -53,7 +56,10 @@ from tinynet.module import Module
 from tinynet.train import evaluate
 
 #: Modules that register techniques when imported (later lessons add theirs here).
-TECHNIQUE_MODULES: tuple[str, ...] = ("compression.pruning.technique",)
+TECHNIQUE_MODULES: tuple[str, ...] = (
+    "compression.pruning.technique",
+    "compression.quantization.technique",
+)
 
 
 @dataclass(frozen=True)
@@ -198,8 +204,10 @@ class TechniquePoint:
     ``ratio`` (the baseline's dense float32 bytes, 4 per parameter, divided
     by this file's bytes: Deep Compression's compression ratio),
     ``val_accuracy`` (on the validation slice: the number to choose by),
-    ``test_accuracy`` (the official t10k split, when the dataset has it)
-    and ``accuracy_before_fine_tune`` when there is fine-tuning.
+    ``test_accuracy`` (the official t10k split, when the dataset has it),
+    ``accuracy_before_fine_tune`` when there is fine-tuning, and
+    ``bit_widths`` (each weight's and quantized output's width) when any
+    weight or activation is quantized.
     """
 
     technique: Technique
@@ -229,9 +237,19 @@ class TechniquePoint:
         extra["parameters"] = sum(p.size for p in model.parameters())
         extra["ratio"] = round(baseline_bytes / m.nbytes, 4)
         extra["val_accuracy"] = evaluate(model, data.x_val, data.y_val)["accuracy"]
+        widths = _bit_widths(model)
+        if any(b != 32 for b in widths.values()):  # "1.weight=8 2.output=4 ..."
+            extra["bit_widths"] = " ".join(f"{name}={b}" for name, b in widths.items())
         if data.x_test is not None:
             extra["test_accuracy"] = evaluate(model, data.x_test, data.y_test)["accuracy"]
         return Row(technique.name, label, m.nbytes, m.accuracy, m.time_ms, extra, artifact)
+
+
+def _bit_widths(model: Module) -> dict[str, int]:
+    """Each weight's and quantized output's bit width (see ``compression.quantization``)."""
+    from compression.quantization.apply import bit_widths  # the sweep does not need it otherwise
+
+    return bit_widths(model)
 
 
 def run_techniques(

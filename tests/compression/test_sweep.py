@@ -83,7 +83,10 @@ def test_thread_pool_executor_works_unchanged(tiny_task):
     serial = run_techniques(tiny_task, seed=0, fast=True, progress=False)
     with ThreadPoolExecutor(max_workers=2) as pool:
         threaded = run_techniques(tiny_task, seed=0, fast=True, executor=pool, progress=False)
-    assert [r.technique for r in serial] == ["dense", "width", "width", "pruning", "pruning"]
+    quantizers = ["PTQ", "QAT", "LSQ", "k-means sharing"]
+    assert [r.technique for r in serial] == ["dense", "width", "width", "pruning", "pruning"] + [
+        name for name in quantizers for _ in (8, 4, 2)
+    ]
     assert [r.without_time() for r in threaded] == [r.without_time() for r in serial]
 
 
