@@ -48,6 +48,7 @@ import json
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,10 +114,12 @@ class PruneRecipe:
 
 
 #: The target experiment's recipe per model. LeNet-300-100's was chosen with
-#: ``--experiment tune`` (the ``CANDIDATES`` below, scored on the validation
-#: slice, never on held-out); LeNet-5-Caffe's is the first one tried.
+#: ``--experiment tune``: of the ``CANDIDATES`` below, six rounds of six
+#: epochs had the smallest mean validation gap over seeds 0-2 (+0.13 points;
+#: the others +0.15 to +0.25, seed-to-seed spread about 0.1: all close).
+#: LeNet-5-Caffe's is the first one tried.
 TARGET = {
-    "lenet_300_100": PruneRecipe(epochs=8, lr=0.02),
+    "lenet_300_100": PruneRecipe(epochs=6, lr=0.02, rounds=(0.5, 0.7, 0.8, 0.87, 0.9, 0.92)),
     "lenet5": PruneRecipe(epochs=3, lr=0.01),
     "lenet5_caffe": PruneRecipe(epochs=3, lr=0.01),
 }
@@ -138,13 +141,20 @@ DENSITY_EPOCHS = 3
 def load_data(mini: bool, root: Path | None):
     if mini:
         return load_mnist_mini(), "embedded subset (8,000 train / 2,000 held-out)"
-    if root or SHARED_MNIST.is_dir():
-        data = load_mnist(root=root or SHARED_MNIST, download=False)
-    else:
-        data = load_mnist()
+    with warnings.catch_warnings(record=True) as caught:  # t10k missing: said once, below
+        warnings.simplefilter("always", UserWarning)
+        if root or SHARED_MNIST.is_dir():
+            data = load_mnist(root=root or SHARED_MNIST, download=False)
+        else:
+            data = load_mnist()
+    test = "" if data.x_test is not None else " (no official test split here)"
+    for w in caught:
+        if "t10k" not in str(w.message):
+            warnings.warn(w.message, stacklevel=2)
     return (
         data,
-        f"MNIST protocol split, {len(data.x_train):,} train / {len(data.x_heldout):,} held-out",
+        f"MNIST protocol split, {len(data.x_train):,} train / {len(data.x_heldout):,} "
+        f"held-out{test}",
     )
 
 
