@@ -6,4 +6,11 @@ demand, so ``import compression`` stays cheap:
 
 * :mod:`compression.storage` - honest size accounting and the compressed
   file format (``size_report``, ``save_compressed``, ``load_compressed``).
+* :mod:`compression.sweep` - accuracy against bytes, one row per setting.
+* :mod:`compression.pruning` - masks, schedules, structured pruning, thinning.
+* :mod:`compression.quantization` - any bit width, PTQ, QAT, LSQ, weight
+  sharing, binary and ternary weights, integer-only inference.
+* :mod:`compression.clipping` - weight and activation clipping, PACT, and
+  calibration of quantization ranges (percentile, MSE, ACIQ, KL).
+* :mod:`compression.distillation` - knowledge distillation.
 """

@@ -231,7 +231,8 @@ def apply_transform_spec(model: Module, spec: dict[str, list[dict[str, Any]]]) -
                 raise ValueError(
                     f"unknown transform type {entry['type']!r} for {name!r}; "
                     f"known types: {sorted(TRANSFORM_TYPES)} (the compression package's "
-                    "transforms register when it is imported: import compression.quantization)"
+                    "transforms register when it is imported: import compression.quantization "
+                    "or compression.clipping)"
                 )
             param.add_transform(cls.from_config(entry.get("config", {}), param.shape))
     return model
@@ -281,7 +282,8 @@ def apply_output_transform_spec(model: Module, spec: dict[str, list[dict[str, An
                 raise ValueError(
                     f"unknown transform type {entry['type']!r} for the output of {name!r}; "
                     f"known types: {sorted(TRANSFORM_TYPES)} (the compression package's "
-                    "transforms register when it is imported: import compression.quantization)"
+                    "transforms register when it is imported: import compression.quantization "
+                    "or compression.clipping)"
                 )
             config = entry.get("config", {})
             if not isinstance(config, dict):

@@ -74,6 +74,22 @@ ACTIVATION_FUNCTIONS = (ReLU, LeakyReLU, Sigmoid, Tanh)
 NONNEGATIVE_OUTPUTS = (ReLU, Sigmoid)  # an unsigned grid wastes nothing on these
 
 
+def is_activation(module: Module) -> bool:
+    """An activation function: one of ``ACTIVATION_FUNCTIONS``, or a class that says so.
+
+    Layers defined elsewhere (``compression.clipping``'s ``Clip``, ``ReLU6``,
+    ``PACT``) set the class attributes ``activation_function = True`` and
+    ``nonnegative_output = True`` rather than being listed here (that
+    package imports this one).
+    """
+    return isinstance(module, ACTIVATION_FUNCTIONS) or getattr(module, "activation_function", False)
+
+
+def is_nonnegative(module: Module) -> bool:
+    """Outputs never below zero, so an unsigned grid fits them (see :func:`is_activation`)."""
+    return isinstance(module, NONNEGATIVE_OUTPUTS) or getattr(module, "nonnegative_output", False)
+
+
 # -------------------------------------------------------------- where quantizers go
 def weight_names(model: Module) -> list[str]:
     """``"<layer>.weight"`` of every ``Conv2d`` and ``Linear``, in order."""
@@ -85,7 +101,7 @@ def activation_targets(model: Module) -> list[str]:
 
     For each such layer: the layer itself, or, if it is followed by BatchNorm
     layers and/or an activation function (``ReLU``, ``LeakyReLU``,
-    ``Sigmoid``, ``Tanh``), the last of those, in execution order of the
+    ``Sigmoid``, ``Tanh``, and any :func:`is_activation`), the last of those, in execution order of the
     leaf modules. The last target is the network's output (the logits).
     """
     leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
@@ -97,7 +113,7 @@ def activation_targets(model: Module) -> list[str]:
         j = i
         while j + 1 < len(leaves) and isinstance(leaves[j + 1][1], BatchNorm1d | BatchNorm2d):
             j += 1
-        if j + 1 < len(leaves) and isinstance(leaves[j + 1][1], ACTIVATION_FUNCTIONS):
+        if j + 1 < len(leaves) and is_activation(leaves[j + 1][1]):
             j += 1
         targets.append(leaves[j][0])
     return targets
@@ -296,7 +312,7 @@ def prepare_qat(
     for name, b in a_bits.items():
         module = modules[name]
         if method == "lsq":
-            signed = not isinstance(module, NONNEGATIVE_OUTPUTS)
+            signed = not is_nonnegative(module)
             module.add_output_transform(LSQ(b, signed=signed, role="activation"))
         else:
             module.add_output_transform(ActivationQuantize(b))

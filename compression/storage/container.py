@@ -240,8 +240,9 @@ def load_compressed(path: str | os.PathLike[str]) -> Module:
         raise FileNotFoundError(f"no such file: {name!r}")
     with open(name, "rb") as f:
         blob = f.read()
-    # A file may name the quantization package's transforms and codecs; importing it
-    # registers them (here, not at the top: that package imports this one).
+    # A file may name the quantization and clipping packages' transforms, observers and
+    # codecs; importing them registers them (here, not at the top: they import this one).
+    import compression.clipping  # noqa: F401
     import compression.quantization  # noqa: F401
 
     def fail(problem: str) -> CompressedFileError:
