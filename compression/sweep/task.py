@@ -125,11 +125,15 @@ def train_recipe(
     seed: int,
     val: tuple[np.ndarray, np.ndarray] | None = None,
     progress: bool = False,
+    loss_fn: Any = None,
+    wrap_batches: Callable[[Any], Any] | None = None,
 ) -> History:
     """Train ``model`` in place with the baseline :data:`RECIPE`; return the history.
 
     Shuffling and shifts draw from ``seed``; the model's initialisation is
-    the caller's (see :func:`build_model`).
+    the caller's (see :func:`build_model`). ``loss_fn`` replaces the
+    cross-entropy and ``wrap_batches(loader)`` the batches (distillation
+    passes ``KDLoss`` and ``TeacherBatches``: everything else stays the recipe).
     """
     optimizer = tinynet.SGD(
         model.parameters(),
@@ -149,8 +153,8 @@ def train_recipe(
     )
     return tinynet.fit(
         model,
-        batches,
-        tinynet.CrossEntropyLoss(),
+        batches if wrap_batches is None else wrap_batches(batches),
+        tinynet.CrossEntropyLoss() if loss_fn is None else loss_fn,
         optimizer,
         epochs=epochs,
         val=val,

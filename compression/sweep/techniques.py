@@ -21,9 +21,10 @@ Two entries live here:
 
 and each technique's package registers its own: ``pruning``
 (``compression.pruning.technique``), ``PTQ``, ``QAT``, ``LSQ`` and
-``k-means sharing`` (``compression.quantization.technique``).
+``k-means sharing`` (``compression.quantization.technique``),
+``distillation`` (``compression.distillation.technique``).
 
-Adding a technique (distillation and the others in the later lessons) is one :func:`register_technique` call in the technique's
+Adding a technique (clipping, low rank and the others in the later lessons) is one :func:`register_technique` call in the technique's
 own module, plus that module's name in :data:`TECHNIQUE_MODULES` so that
 ``python -m compression`` imports it::
 
@@ -59,6 +60,7 @@ from tinynet.train import evaluate
 TECHNIQUE_MODULES: tuple[str, ...] = (
     "compression.pruning.technique",
     "compression.quantization.technique",
+    "compression.distillation.technique",
 )
 
 
@@ -117,10 +119,18 @@ def register_technique(technique: Technique) -> Technique:
 
 
 def available_techniques() -> dict[str, Technique]:
-    """Import every module of :data:`TECHNIQUE_MODULES`, then return :data:`TECHNIQUES`."""
+    """Import every module of :data:`TECHNIQUE_MODULES`; every technique, in the report's order."""
     for module in TECHNIQUE_MODULES:
         importlib.import_module(module)
-    return dict(TECHNIQUES)
+    # The report's order does not depend on what happened to be imported first: this
+    # module's entries, then each of TECHNIQUE_MODULES' in turn, then any others.
+    rank = {name: i for i, name in enumerate(TECHNIQUE_MODULES)}
+    rank[__name__] = -1
+
+    def position(item: tuple[str, Technique]) -> int:
+        return rank.get(item[1].apply.__module__, len(rank))
+
+    return dict(sorted(TECHNIQUES.items(), key=position))  # stable: registration order within
 
 
 # ----------------------------------------------------------------- dense
