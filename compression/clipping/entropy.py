@@ -112,7 +112,9 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[keep] * np.log(p[keep] / q[keep])))
 
 
-def kl_threshold(counts: np.ndarray, levels: int, eps: float = EPS) -> tuple[int, np.ndarray]:
+def kl_threshold(
+    counts: np.ndarray, levels: int, eps: float = EPS, start: int | None = None
+) -> tuple[int, np.ndarray]:
     """TensorRT's search: the number of bins ``m`` to keep, and every candidate's divergence.
 
     Parameters
@@ -121,6 +123,8 @@ def kl_threshold(counts: np.ndarray, levels: int, eps: float = EPS) -> tuple[int
         Histogram of ``|x|``.
     levels : int
         ``L``, the quantized levels (128 at 8 bits).
+    start : int, optional
+        The smallest candidate ``i`` (default ``levels``; never below it).
 
     Returns
     -------
@@ -143,7 +147,8 @@ def kl_threshold(counts: np.ndarray, levels: int, eps: float = EPS) -> tuple[int
         )
     divergences = np.full(bins + 1, np.inf)
     beyond = np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])  # beyond[i] = sum(counts[i:])
-    for i in range(levels, bins + 1):
+    first = levels if start is None else max(levels, min(int(start), bins))
+    for i in range(first, bins + 1):
         kept = counts[:i]
         if not kept.any():
             continue  # everything lies beyond: Q would be empty
@@ -163,10 +168,20 @@ class KLObserver(ClippingObserver):
     (``levels="tensorrt"``, 128 at 8 bits), or with ``levels="grid"`` the
     ``2^b`` integers of an unsigned grid when the data are non-negative.
 
+    Two details of NVIDIA's own implementation (``pytorch-quantization``'s
+    ``_compute_amax_entropy``), without which ReLU outputs calibrate to
+    nonsense: the first bin's count is replaced by the second's before the
+    search (after a ReLU most values are exactly 0; that spike would
+    dominate ``P``, and a tiny threshold that keeps only the spike sharp
+    would "win"), and the candidates start at bin ``bins / 16`` (128 of
+    2048), so the threshold is never below 1/16 of the largest value.
+
     Parameters
     ----------
     bins : int, default 2048
     levels : {"tensorrt", "grid"}, default "tensorrt"
+    zero_spike : bool, default True
+        Replace the first bin's count by the second's (see above).
 
     Raises
     ------
@@ -174,16 +189,19 @@ class KLObserver(ClippingObserver):
         From ``range``/``qparams`` when ``L`` exceeds the number of bins
         (above 12 bits with 2048 bins).
 
-    >>> obs = KLObserver(bins=8)
+    >>> obs = KLObserver(bins=8, zero_spike=False)
     >>> obs.observe(np.array([0.5] * 5 + [1.5] + [2.5] * 3 + [3.5] * 2 + [8.0]))
     >>> float(obs.range(bits=3)[1])       # L = 4: keep 4 bins of width 1, T = 4.5
     4.5
     """
 
-    def __init__(self, bins: int = DEFAULT_BINS, levels: str = "tensorrt") -> None:
+    def __init__(
+        self, bins: int = DEFAULT_BINS, levels: str = "tensorrt", zero_spike: bool = True
+    ) -> None:
         if levels not in LEVEL_RULES:
             raise ValueError(f"levels must be one of {LEVEL_RULES}, got {levels!r}")
         self.levels = levels
+        self.zero_spike = bool(zero_spike)
         super().__init__(bins)
 
     def n_levels(self, bits: int, symmetric: bool = False) -> int:
@@ -201,8 +219,11 @@ class KLObserver(ClippingObserver):
                 f"KL calibration at {bits} bits compares {n} quantized levels, more than the "
                 f"histogram's {self.bins} bins: use fewer bits or more bins"
             )
-        m, _ = kl_threshold(self.histogram.sum(axis=0), n)
+        counts = self.histogram.sum(axis=0).astype(np.float64)
+        if self.zero_spike and counts.size > 1:
+            counts[0] = counts[1]
+        m, _ = kl_threshold(counts, n, start=self.bins // 16)
         return (m + 0.5) * float(self.bin_width)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "levels": self.levels}
+        return {**super().get_config(), "levels": self.levels, "zero_spike": self.zero_spike}

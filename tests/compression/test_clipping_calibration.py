@@ -230,9 +230,21 @@ def test_aciq_non_negative_data_use_the_next_bit_widths_coefficient():
     mean, scale = obs.statistics()
     lo, hi = obs.range(3)
     assert float(lo) == 0.0
-    assert float(hi) == pytest.approx(mean + aciq_coefficient(4) * scale, rel=1e-5)
+    # unsigned grid: the 4-bit coefficient, times b fitted on the positive values
+    assert float(hi) == pytest.approx(aciq_coefficient(4) * obs.positive_scale(), rel=1e-5)
     _, hi_signed = obs.range(3, symmetric=True)  # signed grid: the 3-bit coefficient
     assert float(hi_signed) == pytest.approx(mean + aciq_coefficient(3) * scale, rel=1e-5)
+
+
+def test_aciq_fits_relu_outputs_on_their_positive_values_however_many_zeros():
+    rng = np.random.default_rng(3)
+    b = 2.0
+    for zeros in (0.5, 0.95):  # a rectified Laplace(0, 2), then one with 95% zeros
+        x = np.where(rng.random(200_000) < zeros, 0.0, rng.exponential(b, 200_000))
+        obs = ACIQObserver()
+        obs.observe(x)
+        assert obs.positive_scale() == pytest.approx(b, rel=0.03)
+        assert float(obs.range(3)[1]) == pytest.approx(aciq_coefficient(4) * b, rel=0.03)
 
 
 # ------------------------------------------------------------------ KL (entropy)
@@ -262,9 +274,26 @@ def test_kl_folds_the_outlier_into_the_top_bin():
     assert divergences[4] == pytest.approx(float(np.sum(p * np.log(p / q))))
     # i = 8 keeps the outlier but merges [5, 1] into one level: worse
     assert divergences[8] > divergences[4]
-    obs = KLObserver(bins=8)
+    obs = KLObserver(bins=8, zero_spike=False)  # the slides' algorithm, nothing else
     obs.observe(np.array([0.5] * 5 + [1.5] + [2.5] * 3 + [3.5] * 2 + [8.0]))
     assert float(obs.range(3)[1]) == 4.5  # (m + 0.5) * bin_width
+
+
+def test_kl_on_relu_outputs_needs_nvidias_zero_spike_rule():
+    # After a ReLU most values are exactly 0. Without NVIDIA's two details (first bin's
+    # count replaced by the second's; candidates from bins / 16) the search keeps only
+    # the spike sharp and clips almost everything: a threshold far below the data.
+    rng = np.random.default_rng(0)
+    positive = rng.exponential(1.0, 100_000)
+    x = np.where(rng.random(100_000) < 0.9, 0.0, positive).astype(np.float32)  # 90% zeros
+    p99 = float(np.percentile(x[x > 0], 99))
+    plain, nvidia = KLObserver(zero_spike=False), KLObserver()
+    plain.observe(x)
+    nvidia.observe(x)
+    assert float(plain.range(8)[1]) < 0.5 * p99  # clips far more than 1% of the non-zeros
+    assert p99 < float(nvidia.range(8)[1]) <= float(x.max())
+    for bits in (2, 4, 8):  # never below 1/16 of the largest value
+        assert float(nvidia.range(bits)[1]) >= float(x.max()) / 16
 
 
 def test_kl_levels_follow_the_bit_width():
