@@ -115,9 +115,11 @@ class LowRecipe:
         return f"{self.method}, {self.epochs} epochs at lr x{self.lr_factor:g} (cosine), {how}"
 
 
-#: The 2-bit target's recipes, per method. Chosen with ``--experiment low --validation``
-#: among ``LOW_CANDIDATES`` (validation split, never held-out).
-LOW = {"QAT": LowRecipe("QAT", 8), "LSQ": LowRecipe("LSQ", 8)}
+#: The 2-bit target's recipe. Chosen with ``--experiment low --validation`` among
+#: ``LOW_CANDIDATES`` (validation split, seeds 0 and 1, never held-out): mean
+#: validation accuracy LSQ 8 epochs 98.39%, 16 epochs 98.71%, 8 with distillation
+#: 98.83%, 16 with distillation 98.89%, 8 with distillation at twice the rate 98.67%.
+LOW = {"LSQ 16 KD": LowRecipe("LSQ", 16, kd=True)}
 LOW_CANDIDATES = {
     "LSQ 8": LowRecipe("LSQ", 8),
     "LSQ 16": LowRecipe("LSQ", 16),

@@ -19,6 +19,7 @@ values for a smaller one on all the rest. Read in this order:
 ``aciq``            the analytic optimum for Laplace and Gaussian data (Banner
                     et al. 2019), and the error curve it minimises
 ``entropy``         KL-divergence calibration as TensorRT does it (Migacz 2017)
+``technique``       the ``PTQ + clipping`` entry of the sweep (imported by it)
 ==================  ===========================================================
 
 Min-max calibration is ``compression.quantization.MinMaxObserver``

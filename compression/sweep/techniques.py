@@ -22,7 +22,8 @@ Two entries live here:
 and each technique's package registers its own: ``pruning``
 (``compression.pruning.technique``), ``PTQ``, ``QAT``, ``LSQ`` and
 ``k-means sharing`` (``compression.quantization.technique``),
-``distillation`` (``compression.distillation.technique``).
+``PTQ + clipping`` (``compression.clipping.technique``), ``distillation``
+(``compression.distillation.technique``).
 
 Adding a technique (clipping, low rank and the others in the later lessons) is one :func:`register_technique` call in the technique's
 own module, plus that module's name in :data:`TECHNIQUE_MODULES` so that
@@ -60,6 +61,7 @@ from tinynet.train import evaluate
 TECHNIQUE_MODULES: tuple[str, ...] = (
     "compression.pruning.technique",
     "compression.quantization.technique",
+    "compression.clipping.technique",
     "compression.distillation.technique",
 )
 
