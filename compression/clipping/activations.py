@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from compression.quantization.affine import check_bits
+from compression.storage.architecture import register_layer_type
 from tinynet.grad_mode import is_grad_enabled
 from tinynet.layers import ReLU
 from tinynet.module import Module, Sequential
@@ -289,3 +290,9 @@ def replace_relu_with_pact(
 def pact_alphas(model: Module) -> list[Parameter]:
     """The ``alpha`` of every :class:`PACT` in ``model`` (for their own parameter group)."""
     return [m.alpha for m in model.modules() if isinstance(m, PACT)]
+
+
+# The compressed file format (compression.storage) describes these layers too.
+register_layer_type(Clip, {"c": "float"})
+register_layer_type(ReLU6, {})
+register_layer_type(PACT, {"bits": "int?"})

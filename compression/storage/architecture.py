@@ -72,6 +72,25 @@ LAYER_TYPES: dict[str, tuple[type[Module], dict[str, str]]] = {
 }
 
 
+def register_layer_type(cls: type[Module], spec: dict[str, str]) -> type[Module]:
+    """Let the compressed format describe (and build) layers of type ``cls``.
+
+    ``spec`` maps each constructor argument to its JSON kind (``int``,
+    ``int?``, ``bool``, ``float``, ``float?``, ``pair``); the value is read
+    back from the attribute of the same name. Parameters are stored with
+    the weights, not here. Packages outside tinynet (``compression.clipping``'s
+    ``Clip``, ``ReLU6``, ``PACT``) register their layers this way.
+    """
+    name = cls.__name__
+    if name in LAYER_TYPES and LAYER_TYPES[name][0] is not cls:
+        raise ValueError(f"another layer type is already registered as {name!r}")
+    unknown = {kind for kind in spec.values()} - {"int", "int?", "bool", "float", "float?", "pair"}
+    if unknown:
+        raise ValueError(f"unknown argument kinds {sorted(unknown)} for {name}")
+    LAYER_TYPES[name] = (cls, dict(spec))
+    return cls
+
+
 def describe_module(module: Module) -> dict[str, Any]:
     """The JSON description of ``module`` and its children.
 
@@ -105,6 +124,7 @@ def _check_arg(layer: str, arg: str, kind: str, value: Any) -> Any:
     is_int = isinstance(value, int) and not isinstance(value, bool)
     ok = {
         "int": is_int,
+        "int?": value is None or is_int,
         "bool": isinstance(value, bool),
         "float": is_int or isinstance(value, float),
         "float?": value is None or is_int or isinstance(value, float),

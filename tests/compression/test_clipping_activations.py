@@ -211,3 +211,22 @@ def test_pact_model_trains_saves_and_loads(tmp_path):
     fresh.load_state_dict(tinynet.load(tmp_path / "pact.npz"))
     with tinynet.no_grad():
         np.testing.assert_array_equal(fresh.eval()(x), model.eval()(x))
+
+
+def test_clipping_layers_travel_through_the_compressed_file(tmp_path):
+    from compression.storage import load_compressed, save_compressed
+
+    tinynet.manual_seed(0)
+    pact = replace_relu_with_pact(tinynet.models.lenet5(), 3.0, bits={"1": 3, "4": 3})
+    pact[8].alpha.data[...] = 1.7
+    layers = list(pact)
+    layers[10] = Clip(2.5)  # any Clip, and ReLU6, can be described too
+    model = tinynet.Sequential(*layers)
+    path = tmp_path / "pact.tnc"
+    save_compressed(model, path)
+    again = load_compressed(path)
+    x = np.random.default_rng(0).normal(size=(4, 1, 28, 28)).astype(np.float32)
+    with tinynet.no_grad():
+        np.testing.assert_array_equal(again(x), model(x))
+    assert (again[1].bits, again[8].bits, float(again[8].alpha.data)) == (3, None, 1.7000000476837158)
+    assert isinstance(again[10], Clip) and again[10].c == 2.5
