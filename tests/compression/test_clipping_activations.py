@@ -228,5 +228,6 @@ def test_clipping_layers_travel_through_the_compressed_file(tmp_path):
     x = np.random.default_rng(0).normal(size=(4, 1, 28, 28)).astype(np.float32)
     with tinynet.no_grad():
         np.testing.assert_array_equal(again(x), model(x))
-    assert (again[1].bits, again[8].bits, float(again[8].alpha.data)) == (3, None, 1.7000000476837158)
+    assert (again[1].bits, again[8].bits) == (3, None)
+    assert float(again[8].alpha.data) == np.float32(1.7)
     assert isinstance(again[10], Clip) and again[10].c == 2.5
