@@ -1,6 +1,7 @@
 """The ``PTQ + clipping`` sweep entry: MSE-clipped weights, MSE-calibrated activations."""
 
 import numpy as np
+import pytest
 
 import tinynet
 from compression.clipping import MSEObserver, mse_search
@@ -21,9 +22,10 @@ def test_an_outlier_is_clipped_to_the_level_the_mse_search_picks():
     best, _ = mse_search(
         before.reshape(-1), np.linspace(top / 20, top, CANDIDATES), 2, symmetric=True
     )
-    assert levels["0"] == best < 0.15  # the outlier is not worth a whole 2-bit grid
-    np.testing.assert_array_equal(w, np.clip(before, -best, best))
-    assert np.abs(w).max() == best
+    assert levels["0"] == pytest.approx(best, rel=1e-6)
+    assert best < 0.15  # the outlier is not worth a whole 2-bit grid
+    np.testing.assert_allclose(w, np.clip(before, -best, best), rtol=1e-6)
+    assert np.abs(w).max() == pytest.approx(best, rel=1e-6)
 
 
 def test_the_sweep_entry_quantizes_like_ptq_with_mse_ranges(tmp_path):
