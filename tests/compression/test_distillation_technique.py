@@ -5,10 +5,9 @@ import importlib
 import numpy as np
 import pytest
 
-import tinynet
-from compression.sweep import SweepTask, TechniquePoint, build_model, train_recipe
+from compression.sweep import TechniquePoint, build_model, train_recipe
 from compression.sweep.techniques import TECHNIQUE_MODULES, TECHNIQUES
-from tinynet.models import lenet_300_100, mlp
+from tinynet.models import mlp
 
 MODULE = "compression.distillation.technique"
 
@@ -18,18 +17,6 @@ def technique():
     """The module (importing it registers "distillation"; the sweep lists it)."""
     assert MODULE in TECHNIQUE_MODULES
     return importlib.import_module(MODULE)
-
-
-@pytest.fixture(scope="module")
-def trained_task(tmp_path_factory):
-    """LeNet-300-100 trained for 2 epochs on 1,000 embedded images: the teacher."""
-    path = tmp_path_factory.mktemp("distill") / "baseline.npz"
-    task = SweepTask(epochs=1, train_size=1000, baseline_path=str(path))
-    data = task.data()
-    model = build_model(lenet_300_100, 0)
-    train_recipe(model, data.x_train, data.y_train, epochs=2, seed=0)
-    tinynet.save(model, path)
-    return task
 
 
 def test_registered_with_the_width_grid(technique):

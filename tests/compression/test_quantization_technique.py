@@ -22,14 +22,10 @@ from compression.quantization import (
 )
 from compression.quantization.technique import LOGIT_BITS, ptq_widths
 from compression.sweep import (
-    SweepTask,
     TechniquePoint,
     available_techniques,
-    build_model,
-    train_recipe,
 )
 from tinynet import BatchNorm1d, Linear, ReLU, Sequential
-from tinynet.models import lenet_300_100
 
 
 def small_net(seed: int = 0) -> Sequential:
@@ -106,18 +102,6 @@ def test_sweep_widths_keep_only_the_logits_at_eight_bits():
     w, a = ptq_widths(small_net(), 3)
     assert w == {"0.weight": 3, "3.weight": 3}
     assert a == {"2": 3, "3": LOGIT_BITS}
-
-
-@pytest.fixture(scope="module")
-def trained_task(tmp_path_factory):
-    """LeNet-300-100 trained for 2 epochs on 1,000 embedded images."""
-    path = tmp_path_factory.mktemp("quant") / "baseline.npz"
-    task = SweepTask(epochs=1, train_size=1000, baseline_path=str(path))
-    data = task.data()
-    model = build_model(lenet_300_100, 0)
-    train_recipe(model, data.x_train, data.y_train, epochs=2, seed=0)
-    tinynet.save(model, path)
-    return task
 
 
 @pytest.mark.parametrize("name", ["PTQ", "QAT", "LSQ", "k-means sharing"])
