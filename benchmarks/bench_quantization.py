@@ -134,6 +134,17 @@ def widths_line(model) -> str:
     return "in=8 " + " ".join(f"{k}={v}" for k, v in bit_widths(model).items())
 
 
+def measured(net, data, start: float, /, **fields) -> dict:
+    """One result row: ``fields``, then ``net``'s held-out accuracy, file bytes, widths, seconds."""
+    return {
+        **fields,
+        "accuracy": heldout_accuracy(net, data),
+        "file_bytes": file_bytes(net),
+        "bit_widths": widths_line(net),
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def tag(mini: bool) -> str:
     return "mini" if mini else "mnist"
 
@@ -145,20 +156,12 @@ def run_ptq8(data, seeds, mini: bool, quiet: bool, name: str = "lenet5_caffe") -
     for seed in seeds:
         dense = dense_baseline(name, data, seed, tag(mini), quiet)
         float_acc = heldout_accuracy(dense, data)
+        start = time.perf_counter()
         model = copy.deepcopy(dense)
         quantize_weights(model, 8, per_channel=True)
         quantize_activations(model, data.x_train[:CALIBRATION], 8)
-        acc = heldout_accuracy(model, data)
-        rows.append(
-            {
-                "model": name,
-                "seed": seed,
-                "float_accuracy": float_acc,
-                "accuracy": acc,
-                "file_bytes": file_bytes(model),
-                "bit_widths": widths_line(model),
-            }
-        )
+        rows.append(measured(model, data, start, model=name, seed=seed, float_accuracy=float_acc))
+        acc = rows[-1]["accuracy"]
         print(
             f"  seed {seed}: float {float_acc:.2%} -> 8-bit {acc:.2%} "
             f"({100 * (acc - float_acc):+.2f} points), file {rows[-1]['file_bytes']:,} B"
@@ -230,20 +233,19 @@ def run_curves(data, seeds, mini: bool, quiet: bool, out_dir: Path) -> list[dict
             for method in ("PTQ", "QAT", "LSQ"):
                 start = time.perf_counter()
                 model = quantized(method, dense, data, seed, bits, QAT_EPOCHS, first_last=False)
-                acc = heldout_accuracy(model, data)
                 rows.append(
-                    {
-                        "model": name,
-                        "seed": seed,
-                        "method": method,
-                        "bits": bits,
-                        "float_accuracy": float_acc,
-                        "accuracy": acc,
-                        "file_bytes": file_bytes(model),
-                        "bit_widths": widths_line(model),
-                        "seconds": time.perf_counter() - start,
-                    }
+                    measured(
+                        model,
+                        data,
+                        start,
+                        model=name,
+                        seed=seed,
+                        method=method,
+                        bits=bits,
+                        float_accuracy=float_acc,
+                    )
                 )
+                acc = rows[-1]["accuracy"]
                 print(
                     f"    {bits}-bit {method}: {acc:.2%} ({100 * (acc - float_acc):+.2f}), "
                     f"{rows[-1]['file_bytes']:,} B, {rows[-1]['seconds']:.0f} s",
@@ -309,21 +311,20 @@ def run_low(data, seeds, mini: bool, quiet: bool, validation: bool = False) -> l
             model = quantized(
                 r.method, dense, data, seed, 2, r.epochs, True, lr_factor=r.lr_factor, kd=r.kd
             )
-            acc = heldout_accuracy(model, data)
             rows.append(
-                {
-                    "model": name,
-                    "seed": seed,
-                    "method": label,
-                    "recipe": r.describe(),
-                    "scored_on": where,
-                    "float_accuracy": float_acc,
-                    "accuracy": acc,
-                    "file_bytes": file_bytes(model),
-                    "bit_widths": widths_line(model),
-                    "seconds": time.perf_counter() - start,
-                }
+                measured(
+                    model,
+                    data,
+                    start,
+                    model=name,
+                    seed=seed,
+                    method=label,
+                    recipe=r.describe(),
+                    scored_on=where,
+                    float_accuracy=float_acc,
+                )
             )
+            acc = rows[-1]["accuracy"]
             print(
                 f"  seed {seed} {label}: float {float_acc:.2%} -> {acc:.2%}, "
                 f"{rows[-1]['file_bytes']:,} B, {rows[-1]['seconds']:.0f} s",
@@ -374,19 +375,18 @@ def run_binary(data, seeds, mini: bool, quiet: bool, epochs: int) -> list[dict]:
             seed=seed,
             progress=not quiet,
         )
-        acc = heldout_accuracy(model, data)
         rows.append(
-            {
-                "model": "binary_mlp_3x1024",
-                "seed": seed,
-                "accuracy": acc,
-                "float_accuracy": float("nan"),
-                "epochs": epochs,
-                "file_bytes": file_bytes(model),
-                "bit_widths": widths_line(model),
-                "seconds": time.perf_counter() - start,
-            }
+            measured(
+                model,
+                data,
+                start,
+                model="binary_mlp_3x1024",
+                seed=seed,
+                float_accuracy=float("nan"),
+                epochs=epochs,
+            )
         )
+        acc = rows[-1]["accuracy"]
         print(
             f"  seed {seed}: {acc:.2%}, file {rows[-1]['file_bytes']:,} B, "
             f"{rows[-1]['seconds']:.0f} s",
