@@ -202,7 +202,7 @@ def run_calibration(data, seeds, mini: bool, quiet: bool, out_dir: Path) -> list
                     line += f" {method} {acc:.2%},"
                 print(line.rstrip(","), flush=True)
     verdicts = {}
-    for policy in POLICIES:
+    for policy, logit_bits in POLICIES.items():
         means = {}
         print(f"  {policy}: mean held-out accuracy over seeds")
         print("    bits " + "".join(f"{m:>12}" for m in METHODS))
@@ -224,7 +224,7 @@ def run_calibration(data, seeds, mini: bool, quiet: bool, out_dir: Path) -> list
             ok &= gain >= 1.0
             print(f"    {bits} bits: best {best}, {gain:+.2f} points over min-max")
         verdicts[policy] = ok
-        if logit_bits_of(policy) is None:
+        if logit_bits is None:
             plot_calibration(
                 means, len(seeds), out_dir / f"clipping_calibration{'_mini' if mini else ''}.png"
             )
@@ -234,10 +234,6 @@ def run_calibration(data, seeds, mini: bool, quiet: bool, out_dir: Path) -> list
         flush=True,
     )
     return rows
-
-
-def logit_bits_of(policy: str) -> int | None:
-    return POLICIES[policy]
 
 
 def plot_calibration(means: dict, seeds: int, path: Path) -> None:
