@@ -23,7 +23,8 @@ and each technique's package registers its own: ``pruning``
 (``compression.pruning.technique``), ``PTQ``, ``QAT``, ``LSQ`` and
 ``k-means sharing`` (``compression.quantization.technique``),
 ``PTQ + clipping`` (``compression.clipping.technique``), ``distillation``
-(``compression.distillation.technique``).
+(``compression.distillation.technique``), ``low rank``
+(``compression.lowrank.technique``).
 
 Adding a technique (clipping, low rank and the others in the later lessons) is one :func:`register_technique` call in the technique's
 own module, plus that module's name in :data:`TECHNIQUE_MODULES` so that
@@ -63,6 +64,7 @@ TECHNIQUE_MODULES: tuple[str, ...] = (
     "compression.quantization.technique",
     "compression.clipping.technique",
     "compression.distillation.technique",
+    "compression.lowrank.technique",
 )
 
 

@@ -27,11 +27,11 @@ def test_main_job_writes_every_report_file_then_reuses_the_baseline(tmp_path, ca
         rows = list(csv.DictReader(f))
     quantizers = [q for q in ("PTQ", "QAT", "LSQ", "k-means sharing") for _ in (8, 4, 2)]
     assert [r["technique"] for r in rows] == ["dense", "width", "width", "pruning", "pruning"] + (
-        quantizers + ["PTQ + clipping"] * 3 + ["distillation", "distillation"]
+        quantizers + ["PTQ + clipping"] * 3 + ["distillation", "distillation"] + ["low rank"] * 2
     )
-    assert rows[-6]["bit_widths"] == "1.weight=2 3.weight=2 5.weight=2"
+    assert rows[-8]["bit_widths"] == "1.weight=2 3.weight=2 5.weight=2"
     assert (
-        rows[-9]["bit_widths"]
+        rows[-11]["bit_widths"]
         == "1.weight=2 2.output=2 3.weight=2 4.output=2 5.weight=2 5.output=8"
     )
     for r in rows:  # every point's file is kept, and its length is the row's bytes
@@ -43,7 +43,7 @@ def test_main_job_writes_every_report_file_then_reuses_the_baseline(tmp_path, ca
     assert "fast mode" in readme and "load average" in readme and "mnist-mini" in readme
     assert "trained in this run" in readme
     reports = (out / "size_reports.md").read_text()
-    assert reports.count("## ") == 9 and "total (the compressed file)" in reports
+    assert reports.count("## ") == 10 and "total (the compressed file)" in reports
     assert "| technique | setting | bytes |" in (out / "rows.md").read_text()
 
     npz = next(out.glob("baseline_lenet_300_100_mini_seed0_epochs1_train2000.npz"))

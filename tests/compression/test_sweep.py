@@ -86,7 +86,7 @@ def test_thread_pool_executor_works_unchanged(tiny_task):
     quantizers = ["PTQ", "QAT", "LSQ", "k-means sharing"]
     assert [r.technique for r in serial] == ["dense", "width", "width", "pruning", "pruning"] + [
         name for name in quantizers for _ in (8, 4, 2)
-    ] + ["PTQ + clipping"] * 3 + ["distillation", "distillation"]
+    ] + ["PTQ + clipping"] * 3 + ["distillation", "distillation"] + ["low rank"] * 2
     assert [r.without_time() for r in threaded] == [r.without_time() for r in serial]
 
 
