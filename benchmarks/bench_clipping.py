@@ -13,11 +13,16 @@ Experiments (``--experiment``; ``all`` runs them in this order):
     LeNet-5 (trained under the protocol), weights at 8 bits per channel,
     activations post-training at 2, 3, 4 and 8 bits, their ranges
     calibrated on ``CALIBRATION`` training images by min-max, percentile
-    (99.99), MSE search, ACIQ (Laplace) and KL (TensorRT). Two policies:
+    (99.99), MSE search, ACIQ (Laplace) and KL (TensorRT). Three policies:
     every layer's output at ``b`` bits, the logits included (the target's),
-    and the hidden activations only, the logits at 8. Target: at 2 and 3
-    bits the best clipping method beats min-max by at least 1 point. Plot
-    (every output at ``b``): ``results/clipping_calibration.png``.
+    all ranges observed at once on float activations; the same but
+    the logits at 8; and every output at ``b`` calibrated *sequentially*
+    (each range observed with the quantizers before it attached,
+    ``quantize_activations(..., sequential=True)``). Target: at 2 and 3
+    bits the best clipping method beats min-max by at least 1 point; the
+    last lines compare the best of either order against the best min-max
+    of either order. Plot (every output at ``b``, all at once):
+    ``results/clipping_calibration.png``.
 ``pact``
     LeNet-5 with every ReLU replaced by PACT (Choi et al. 2018), 3-bit
     activations and 3-bit weights, the first layer's weights and the last
@@ -43,6 +48,7 @@ import copy
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -153,19 +159,33 @@ def run_aciq(seeds) -> list[dict]:
 
 
 # ------------------------------------------------------------------ calibration
-#: Activation policies: the logits' width (None: the same ``b`` as every other output).
-POLICIES = {"every output": None, "logits at 8": 8}
+@dataclass(frozen=True)
+class Policy:
+    """Which outputs are quantized to ``b`` bits, and how their ranges are calibrated."""
+
+    logit_bits: int | None  # None: the logits at b bits too
+    sequential: bool  # each range observed after the quantizers before it (else all at once)
 
 
-def calibrated(dense, data, bits: int, method: str, logit_bits: int | None = None):
-    """8-bit weights, then every output at ``bits`` (logits at ``logit_bits``) by ``method``."""
+POLICIES = {
+    "every output": Policy(logit_bits=None, sequential=False),
+    "logits at 8": Policy(logit_bits=8, sequential=False),
+    "every output, sequential": Policy(logit_bits=None, sequential=True),
+}
+
+
+def calibrated(dense, data, bits: int, method: str, policy: Policy):
+    """8-bit weights, then every output at ``bits`` (logits per ``policy``) by ``method``."""
     model = copy.deepcopy(dense)
     quantize_weights(model, 8, per_channel=True)
     targets = activation_targets(model)
     widths = {name: bits for name in targets}
-    if logit_bits is not None:
-        widths[targets[-1]] = logit_bits
-    quantize_activations(model, data.x_train[:CALIBRATION], widths, observer=METHODS[method])
+    if policy.logit_bits is not None:
+        widths[targets[-1]] = policy.logit_bits
+    calibration = data.x_train[:CALIBRATION]
+    quantize_activations(
+        model, calibration, widths, observer=METHODS[method], sequential=policy.sequential
+    )
     bake_ranges(model)  # the chosen range, not the histogram, goes into the model
     return model
 
@@ -181,11 +201,11 @@ def run_calibration(data, seeds, mini: bool, quiet: bool, out_dir: Path) -> list
         dense = dense_baseline(name, data, seed, tag(mini), quiet)
         float_acc = heldout_accuracy(dense, data)
         print(f"  seed {seed}: float {float_acc:.2%}", flush=True)
-        for policy, logit_bits in POLICIES.items():
+        for policy, how in POLICIES.items():
             for bits in CALIBRATION_BITS:
                 line = f"    {policy}, {bits}-bit:"
                 for method in METHODS:
-                    model = calibrated(dense, data, bits, method, logit_bits)
+                    model = calibrated(dense, data, bits, method, how)
                     acc = heldout_accuracy(model, data)
                     rows.append(
                         {
@@ -202,8 +222,9 @@ def run_calibration(data, seeds, mini: bool, quiet: bool, out_dir: Path) -> list
                     line += f" {method} {acc:.2%},"
                 print(line.rstrip(","), flush=True)
     verdicts = {}
-    for policy, logit_bits in POLICIES.items():
-        means = {}
+    all_means = {}
+    for policy in POLICIES:
+        means = all_means[policy] = {}
         print(f"  {policy}: mean held-out accuracy over seeds")
         print("    bits " + "".join(f"{m:>12}" for m in METHODS))
         for bits in CALIBRATION_BITS:
@@ -224,15 +245,25 @@ def run_calibration(data, seeds, mini: bool, quiet: bool, out_dir: Path) -> list
             ok &= gain >= 1.0
             print(f"    {bits} bits: best {best}, {gain:+.2f} points over min-max")
         verdicts[policy] = ok
-        if logit_bits is None:
+        if policy == "every output":
             plot_calibration(
                 means, len(seeds), out_dir / f"clipping_calibration{'_mini' if mini else ''}.png"
             )
-    print(
-        "  target (every output at b bits: best beats min-max by >= 1 point at 2 and 3 bits) "
-        f"{'MET' if verdicts['every output'] else 'NOT MET'}",
-        flush=True,
-    )
+    for policy, ok in verdicts.items():
+        print(
+            f"  target ({policy}: best beats min-max by >= 1 point at 2 and 3 bits) "
+            f"{'MET' if ok else 'NOT MET'}"
+        )
+    # the strictest reading: either calibration order, for min-max and for the others
+    both = ("every output", "every output, sequential")
+    for bits in (2, 3):
+        best = max(all_means[p][(bits, m)] for p in both for m in METHODS if m != "min-max")
+        minmax = max(all_means[p][(bits, "min-max")] for p in both)
+        print(
+            f"  {bits} bits, every output: best clipping calibration {best:.2%} against the "
+            f"best min-max {minmax:.2%} ({100 * (best - minmax):+.2f} points), either order",
+            flush=True,
+        )
     return rows
 
 

@@ -208,6 +208,23 @@ def test_post_training_quantization_of_weights_and_activations():
     assert (quantized.argmax(1) == reference.argmax(1)).mean() >= 0.95
 
 
+def test_sequential_calibration_sees_the_rounded_values_upstream():
+    joint, sequential, by_hand = mlp(), mlp(), mlp()
+    quantize_activations(joint, X[:32], 2)
+    quantize_activations(sequential, X[:32], 2, sequential=True)
+    first_j, first_s = joint[2].output_transforms[0], sequential[2].output_transforms[0]
+    # the first target sees the same float values either way
+    assert first_j.observer.max_val == first_s.observer.max_val
+    # the logits' range is observed after the 2-bit hidden layer in the sequential pass
+    quantize_activations(by_hand, X[:32], 2, layers=["2"])
+    expected = outputs(by_hand, X[:32])
+    last = sequential[3].output_transforms[0].observer
+    assert last.min_val == pytest.approx(expected.min()) and last.max_val == pytest.approx(
+        expected.max()
+    )
+    assert joint[3].output_transforms[0].observer.max_val != pytest.approx(expected.max())
+
+
 def test_mixed_precision_and_refusals():
     model = mlp()
     quantize_weights(model, {"1.weight": 8, "3.weight": 5}, per_channel=False, symmetric=False)
