@@ -12,5 +12,10 @@ demand, so ``import compression`` stays cheap:
   sharing, binary and ternary weights, integer-only inference.
 * :mod:`compression.clipping` - weight and activation clipping, PACT, and
   calibration of quantization ranges (percentile, MSE, ACIQ, KL).
-* :mod:`compression.distillation` - knowledge distillation.
+* :mod:`compression.distillation` - knowledge distillation (Hinton's loss,
+  FitNets hints, students cut from the teacher).
+* :mod:`compression.lowrank` - truncated SVD of linear and conv layers.
+* :mod:`compression.pipeline` - Deep Compression: prune, share, Huffman-code.
+* :mod:`compression.allocation` - spend a byte budget: per-layer sparsity
+  and bit width from sensitivity scans.
 """

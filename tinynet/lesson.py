@@ -25,16 +25,36 @@ The returned :class:`LessonConfig` has ``cfg.fast`` and
 Nothing here can fail because git is missing: the commit comes from the
 ``TINYNET_COMMIT`` environment variable (``scripts/run_notebooks.py`` sets
 it), else from ``git rev-parse --short HEAD``, else it is ``"unknown"``.
+
+The exercises' checks
+---------------------
+In the student notebooks made by ``scripts/make_student_notebooks.py``, each
+answer is a stub that raises ``NotImplementedError("Exercise 5.2: ...")``
+and each exercise's check runs inside :func:`exercise`::
+
+    with lesson.exercise("5.2"):
+        raise NotImplementedError("Exercise 5.2: LSQ's step-size gradient by hand")
+        assert np.allclose(grad_ex, lsq_step_gradient(v_ex, 0.5, 2, 1))
+
+which prints ``Exercise 5.2: correct`` when every check passes, prints
+``Exercise 5.2: not attempted yet ...`` (and lets the notebook go on) while a
+stub is still there, and re-raises a failed check as
+``AssertionError: Exercise 5.2: not yet right: <the check that failed>``.
 """
 
 from __future__ import annotations
 
 import datetime
+import inspect
+import linecache
 import os
 import platform
+import re
 import subprocess
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
@@ -215,3 +235,129 @@ def setup(seed: int = 0, fast: bool | None = None) -> LessonConfig:
     np.random.seed(seed)  # noqa: NPY002
     set_plot_defaults()
     return LessonConfig(fast=bool(fast), seed=seed, commit=commit, stamp=stamp)
+
+
+# The exercises' checks (see "The exercises' checks" in the module docstring).
+
+#: An exercise number: lesson, a dot, the exercise's index within the lesson ("5.2").
+EXERCISE_NUMBER = re.compile(r"^\d+\.\d+$")
+#: The message of a stub left by ``scripts/make_student_notebooks.py``: "Exercise 5.2: ...".
+STUB_MESSAGE = re.compile(r"^Exercise (\d+\.\d+):")
+
+
+def stub_number(error: BaseException) -> str | None:
+    """The exercise number of an unanswered stub, or None for any other error.
+
+    A stub is a ``NotImplementedError`` whose message starts with
+    ``"Exercise <lesson>.<index>:"``; a ``NotImplementedError`` raised by
+    tinynet itself (with another message) is a real error, not a stub.
+    """
+    if not isinstance(error, NotImplementedError) or not error.args:
+        return None
+    match = STUB_MESSAGE.match(str(error.args[0]))
+    return match.group(1) if match else None
+
+
+def failed_check(tb: TracebackType | None, frame: FrameType | None) -> str:
+    """The source of the statement in ``frame`` that the exception ``tb`` came through.
+
+    That is the check as the student reads it in the cell (``assert ...``,
+    or the ``gradcheck(...)`` call whose assertion failed deeper down), with
+    a multi-line statement joined into one line. Falls back to the deepest
+    line of the traceback, then to ``"line <n>"`` when no source is known.
+    """
+    frames = list(traceback.walk_tb(tb))
+    if not frames:
+        return "unknown line"
+    summaries = traceback.extract_tb(tb)
+    chosen = summaries[-1]
+    for (f, _), summary in zip(frames, summaries):
+        if f is frame:
+            chosen = summary
+    first = chosen.lineno or 0
+    last = getattr(chosen, "end_lineno", None) or first  # end_lineno: Python 3.11+
+    lines = [linecache.getline(chosen.filename, n).strip() for n in range(first, last + 1)]
+    text = " ".join(line for line in lines if line)
+    return text or f"line {first}"
+
+
+class ExerciseCheck:
+    """The context manager returned by :func:`exercise`; see there."""
+
+    def __init__(self, number: str) -> None:
+        if not isinstance(number, str) or not EXERCISE_NUMBER.match(number):
+            raise ValueError(
+                f'an exercise number is "<lesson>.<index>" as a string, like "5.2"; got {number!r}'
+            )
+        self.number = number
+        self._frame: FrameType | None = None
+
+    def __enter__(self) -> ExerciseCheck:
+        current = inspect.currentframe()
+        self._frame = current.f_back if current is not None else None  # the cell's frame
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        frame, self._frame = self._frame, None  # do not keep the cell's frame alive
+        name = f"Exercise {self.number}"
+        if error is None:
+            print(f"{name}: correct")
+            return False
+        stub = stub_number(error)
+        if stub == self.number:
+            print(f"{name}: not attempted yet (replace the `raise NotImplementedError` line)")
+            return True  # swallowed: "Run all" goes on to the next exercise
+        if stub is not None:
+            print(f"{name}: not attempted yet (it needs exercise {stub} first)")
+            return True
+        if isinstance(error, AssertionError):
+            # Rewrite the message in place: the traceback still points at the failing line.
+            detail = str(error)
+            message = f"{name}: not yet right: {failed_check(tb, frame)}"
+            error.args = (f"{message}\n{detail}" if detail else message,)
+            return False
+        if isinstance(error, Exception):
+            print(f"{name}: your code raised {type(error).__name__} (the traceback follows)")
+        return False  # any other error propagates unchanged
+
+
+def exercise(number: str) -> ExerciseCheck:
+    """Run an exercise's check and say whether the answer is right.
+
+    Parameters
+    ----------
+    number : str
+        ``"<lesson>.<index>"``, e.g. ``"5.2"`` for the second exercise of lesson 5.
+
+    Returns
+    -------
+    ExerciseCheck
+        A context manager. When its block
+
+        - finishes: prints ``Exercise 5.2: correct``;
+        - raises the stub's ``NotImplementedError("Exercise 5.2: ...")``: prints
+          ``Exercise 5.2: not attempted yet ...`` and **swallows** it, so that
+          "Run all" on a student notebook reaches the end (a stub of another
+          exercise, say 5.1, gives ``not attempted yet (it needs exercise 5.1
+          first)``);
+        - raises an ``AssertionError`` (a failed ``assert``, or a
+          ``GradcheckError``): re-raises it as ``Exercise 5.2: not yet right:
+          <the check's source line>`` followed by the original message;
+        - raises anything else: prints one line naming the error and lets it
+          propagate unchanged, with its traceback.
+
+    Examples
+    --------
+    >>> with exercise("5.2"):
+    ...     assert 1 + 1 == 2
+    Exercise 5.2: correct
+    >>> with exercise("5.2"):
+    ...     raise NotImplementedError("Exercise 5.2: a stub")
+    Exercise 5.2: not attempted yet (replace the `raise NotImplementedError` line)
+    """
+    return ExerciseCheck(number)

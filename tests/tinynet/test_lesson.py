@@ -149,3 +149,133 @@ def test_accuracy_vs_bytes_plots_means_in_percent_on_a_log_axis():
             plot_accuracy_vs_bytes([], ax=ax)
     finally:
         plt.close(fig)
+
+
+# The exercises' checks: lesson.exercise("5.2") around an exercise's check code.
+
+
+def run_cell(source, namespace, filename="<cell 7>"):
+    """Run ``source`` like a notebook cell: its lines are known to linecache, as in IPython."""
+    import linecache
+
+    lines = source.splitlines(keepends=True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+    try:
+        exec(compile(source, filename, "exec"), namespace)
+    finally:
+        linecache.cache.pop(filename, None)
+
+
+def test_exercise_passes_and_says_correct(capsys):
+    with lesson.exercise("5.2"):
+        answer = 2
+    assert answer == 2
+    assert capsys.readouterr().out == "Exercise 5.2: correct\n"
+
+
+def test_exercise_stub_is_not_attempted_and_the_notebook_goes_on(capsys):
+    namespace = {"lesson": lesson}
+    run_cell(
+        'with lesson.exercise("5.2"):\n'
+        '    raise NotImplementedError("Exercise 5.2: LSQ by hand")\n'
+        "    assert grad_ex == 1\n"
+        "after = True\n",
+        namespace,
+    )
+    assert namespace["after"] is True  # swallowed: "Run all" reaches the next statement
+    out = capsys.readouterr().out
+    assert out.startswith("Exercise 5.2: not attempted yet")
+    assert "raise NotImplementedError" in out
+
+
+def test_exercise_stub_of_another_exercise_says_which(capsys):
+    def count_bytes(model):
+        raise NotImplementedError("Exercise 1.1: Bytes of a model")
+
+    with lesson.exercise("1.3"):
+        count_bytes(None)
+    assert capsys.readouterr().out == (
+        "Exercise 1.3: not attempted yet (it needs exercise 1.1 first)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "message", ["not supported for float16", "Exercise five: no number", "Exercise 5.2 no colon"]
+)
+def test_a_real_not_implemented_error_is_not_a_stub(message, capsys):
+    with pytest.raises(NotImplementedError) as info, lesson.exercise("5.2"):
+        raise NotImplementedError(message)
+    assert str(info.value) == message  # unchanged
+    assert "not attempted" not in capsys.readouterr().out
+    assert lesson.stub_number(NotImplementedError()) is None
+    assert lesson.stub_number(ValueError("Exercise 5.2: x")) is None
+    assert lesson.stub_number(NotImplementedError("Exercise 12.3: x")) == "12.3"
+
+
+def test_a_failed_assert_names_the_exercise_and_the_check(capsys):
+    namespace = {"lesson": lesson}
+    with pytest.raises(AssertionError) as info:
+        run_cell(
+            'with lesson.exercise("5.2"):\n'
+            "    grad_ex = 3\n"
+            "    assert grad_ex > 0\n"
+            '    assert grad_ex == 4, "the step size gradient"\n',
+            namespace,
+        )
+    assert str(info.value) == (
+        'Exercise 5.2: not yet right: assert grad_ex == 4, "the step size gradient"\n'
+        "the step size gradient"
+    )
+    # The traceback still ends on the failing line of the cell (line 4), not in lesson.py.
+    assert info.traceback[-1].lineno + 1 == 4
+    assert "correct" not in capsys.readouterr().out
+
+
+def test_a_failed_multiline_check_is_joined_into_one_line():
+    with pytest.raises(AssertionError, match=r"^Exercise 3\.1: not yet right: assert \(x == 1\)$"):
+        run_cell(
+            'with lesson.exercise("3.1"):\n    x = 0\n    assert (x ==\n        1)\n',
+            {"lesson": lesson},
+        )
+
+
+def test_a_failed_gradcheck_points_at_the_call_in_the_cell():
+    from tinynet.gradcheck import GradcheckError, gradcheck
+
+    source = (
+        "import numpy as np\n"
+        'with lesson.exercise("1.1"):\n'
+        "    x = np.array([1.0, 2.0])\n"
+        "    gradcheck(lambda v: float((v**2).sum()), x, lambda v, d: d * 3 * v)  # wrong: 2 v\n"
+    )
+    with pytest.raises(GradcheckError) as info:  # still a GradcheckError (an AssertionError)
+        run_cell(source, {"lesson": lesson, "gradcheck": gradcheck})
+    first, _, detail = str(info.value).partition("\n")
+    assert first == (
+        "Exercise 1.1: not yet right: gradcheck(lambda v: float((v**2).sum()), x, "
+        "lambda v, d: d * 3 * v)  # wrong: 2 v"
+    )
+    assert detail  # gradcheck's own message (index, analytic, numeric) is kept below
+
+
+def test_a_check_without_source_names_its_line():
+    with pytest.raises(AssertionError, match=r"^Exercise 2\.1: not yet right: line 2$"):
+        exec(
+            compile('with lesson.exercise("2.1"):\n    assert 1 == 2\n', "<nowhere>", "exec"),
+            {"lesson": lesson},
+        )
+
+
+def test_other_errors_propagate_unchanged(capsys):
+    with pytest.raises(NameError, match="^name 'grad_ex' is not defined$"):
+        run_cell('with lesson.exercise("5.2"):\n    print(grad_ex)\n', {"lesson": lesson})
+    assert (
+        capsys.readouterr().out
+        == "Exercise 5.2: your code raised NameError (the traceback follows)\n"
+    )
+
+
+@pytest.mark.parametrize("number", ["5", "5.2.1", "five", 5.2, "Exercise 5.2"])
+def test_exercise_number_must_be_lesson_dot_index(number):
+    with pytest.raises(ValueError, match=r'"<lesson>\.<index>"'):
+        lesson.exercise(number)
