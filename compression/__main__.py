@@ -5,7 +5,8 @@
     python -m compression                       # LeNet-300-100, embedded data, report/
     python -m compression --jobs 2              # the same rows, two worker processes
     python -m compression --fast --out /tmp/r   # a 20-second smoke test
-    python -m compression --dataset mnist --data-root ~/data/mnist
+    python -m compression --dataset mnist --data-root ~/data/mnist   # ~10 min here; resumable
+    python -m compression --fresh               # recompute everything the cache holds
 
 Steps:
 
@@ -16,15 +17,20 @@ Steps:
    how it was made; it is reused only when the sidecar matches the
    arguments and the file's SHA-256;
 3. sweep every registered technique (``compression.sweep.run_techniques``),
-   keeping each point's compressed file in ``<out>/models/``;
+   keeping each point's compressed file in ``<out>/models/``. Every point
+   is cached as soon as it is done (``compression.sweep.cache``: its row and
+   file in ``<out>/cache/points/``, under a hash of everything that
+   determines it), so a rerun skips finished points and says so, and a
+   killed run resumes where it stopped; ``--fresh`` recomputes;
 4. check every file: its length on disk equals its row's bytes, and
    ``load_compressed`` gives back a model with exactly its row's accuracy;
 5. prune the baseline from 100% to 1% of its weights by one-shot,
    iterative and gradual pruning (``compression.pruning.density_curve``;
-   skip with ``--no-density``);
+   skip with ``--no-density``), cached as a whole in ``<out>/cache/``;
 6. write the report (``compression.report``): README.md,
    accuracy_vs_size.png, density_curve.png, rows.csv, rows.md,
-   size_reports.md.
+   size_reports.md, deep_compression.md. Han et al.'s published points are
+   drawn only on full MNIST for the models they used.
 
 **One BLAS thread.** Before NumPy is imported, this module sets
 ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` to 1
@@ -52,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import tinynet
+from compression.pruning.curves import DensityPoint
 from compression.report import RunInfo, load_average, utc_now, write_report
 from compression.storage import SizeReport, load_compressed, size_report
 from compression.sweep import (
@@ -61,9 +68,10 @@ from compression.sweep import (
     available_techniques,
     best_by_technique,
     build_model,
-    paper_references,
     run_techniques,
 )
+from compression.sweep.cache import PointCache, read_entry, sha256_of, write_entry
+from compression.sweep.plot import published_points
 from compression.sweep.task import DATASETS
 from tinynet.download import DownloadError
 from tinynet.models import MODELS
@@ -73,6 +81,7 @@ CHOICES_OF_MODEL = ("lenet_300_100", "lenet5", "lenet5_caffe")
 FAST_EPOCHS = 2
 FAST_TRAIN_SIZE = 2000
 SIDECAR_VERSION = 1
+DENSITY_CACHE_FORMAT = "tinynet-density-curve"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -98,6 +107,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the baseline and the sweep")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")
     parser.add_argument("--retrain", action="store_true", help="ignore a cached baseline")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore every cache (baseline, points, density curve): recompute and overwrite",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-density", action="store_true", help="skip the pruning density curve")
     args = parser.parse_args(argv)
@@ -112,11 +126,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # --------------------------------------------------------------- baseline
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def baseline_key(args: argparse.Namespace, train_size: int | None) -> dict[str, Any]:
@@ -247,6 +256,59 @@ def pruning_density_curve(task: SweepTask, npz: Path, seed: int, fast: bool) -> 
     return points
 
 
+def density_key(task: SweepTask, npz: Path, seed: int, fast: bool) -> dict[str, Any]:
+    """What the density curve depends on (its cache entry must match it)."""
+    return {
+        "dataset": task.dataset,
+        "model": task.model,
+        "train_size": task.train_size,
+        "baseline_sha256": sha256_of(npz),
+        "seed": seed,
+        "fast": fast,
+        "epochs": density_epochs(fast),
+        "tinynet": tinynet.__version__,
+    }
+
+
+def density_points(info: dict[str, Any]) -> list[DensityPoint]:
+    """The points of a cached density curve, each field checked (``ValueError`` otherwise)."""
+    points = []
+    for p in info.get("points", None) or []:
+        if not isinstance(p, dict) or set(p) != set(DensityPoint.__dataclass_fields__):
+            raise ValueError(f"not a density point: {p!r}")
+        numbers = [p[k] for k in ("density", "accuracy", "nonzero", "compression", "epochs")]
+        if not isinstance(p["method"], str) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers
+        ):
+            raise ValueError(f"a density point has fields of the wrong type: {p!r}")
+        points.append(DensityPoint(**p))
+    if not points:
+        raise ValueError("no points")
+    return points
+
+
+def cached_density_curve(
+    task: SweepTask, npz: Path, seed: int, fast: bool, out: Path, fresh: bool
+) -> list[DensityPoint]:
+    """The density curve from ``<out>/cache/``, or computed and stored there (atomically)."""
+    key = density_key(task, npz, seed, fast)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = out / "cache" / f"density_{digest}.json"
+    info, problem = (None, None) if fresh else read_entry(path, DENSITY_CACHE_FORMAT, key)
+    try:
+        points = None if info is None else density_points(info)
+    except ValueError as err:
+        points, problem = None, f"{path} refused ({err})"
+    if problem:
+        print(f"cache: {problem}; recomputing the density curve")
+    if points is not None:
+        print(f"density curve: reusing {path} ({len(points)} points; not recomputed)")
+        return points
+    points = pruning_density_curve(task, npz, seed, fast)
+    write_entry(path, DENSITY_CACHE_FORMAT, key, {"points": [p.as_dict() for p in points]})
+    return points
+
+
 # ------------------------------------------------------------------- main
 
 
@@ -281,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {args.seed}, {args.epochs} epochs" + (" [fast mode]" if args.fast else "")
     )
 
-    info = None if args.retrain else cached_baseline(npz, sidecar, key)
+    info = None if args.retrain or args.fresh else cached_baseline(npz, sidecar, key)
     cached = info is not None
     if cached:
         print(
@@ -306,12 +368,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     for stale in (out / "models").glob("*.tnc"):  # models/ holds this run's files only
         stale.unlink()
+    cache_notes: list[str] = []
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        cache_notes.append(line)
+
     rows = run_techniques(
-        task, techniques, seed=args.seed, fast=args.fast, jobs=args.jobs, progress=not args.quiet
+        task,
+        techniques,
+        seed=args.seed,
+        fast=args.fast,
+        jobs=args.jobs,
+        progress=not args.quiet,
+        cache=PointCache(str(out / "cache" / "points"), fresh=args.fresh),
+        log=log,
     )
     for row in rows:
         print(
-            f"  {row.technique:8s} {row.setting:20s} {row.nbytes:>10,} B  "
+            f"  {row.technique:16s} {row.setting:22s} {row.nbytes:>10,} B  "
             f"held-out {row.accuracy:.2%}  {row.time_ms:7.2f} ms"
         )
     try:
@@ -323,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 
     density = None
     if not args.no_density:
-        density = pruning_density_curve(task, npz, args.seed, args.fast)
+        density = cached_density_curve(task, npz, args.seed, args.fast, out, args.fresh)
 
     run = RunInfo(
         command=shlex.join(
@@ -339,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         baseline=baseline,
         started=started,
         load_before=load_before,
+        model_name=args.model,
+        cache_notes=cache_notes,
     )
     run.seconds, run.load_after = time.perf_counter() - start, load_average()
     written = write_report(
@@ -346,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         rows,
         run,
         reports,
-        paper_references(args.model),
+        published_points(args.model, data.name),
         density=density,
         density_epochs=density_epochs(args.fast),
     )

@@ -1,7 +1,10 @@
 """The course's picture: held-out accuracy against the bytes of the compressed file.
 
-One series per technique, the Pareto front as a step line, and optionally
-published results as reference points. The look (log-x axis in bytes,
+One series per technique (its own colour and marker), the Pareto front as
+a step line over all of them, and optionally published results as
+reference points. With more than :data:`FEW_SERIES` techniques only the
+front's points are labelled (a label on each of fifty points hides them
+all); the legend then sits outside the axes. The look (log-x axis in bytes,
 accuracy in percent, labelled points) comes from
 :func:`tinynet.plotting.plot_accuracy_vs_bytes`, the same function the
 lessons use, so lesson plots and the report look alike.
@@ -11,7 +14,9 @@ LeNet-300-100 was trained on 60,000 images and tested on the official test
 set; a curve from the embedded 8,000-image subset is a different
 experiment, and putting the two on one plot invites a comparison that
 means nothing. So :func:`plot_accuracy_vs_size` warns and skips the
-references unless ``dataset == "mnist"``.
+references unless ``dataset == "mnist"``, and :func:`published_points`
+(what the report calls) returns none unless the data is full MNIST and the
+model is one the papers used.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from tinynet.plotting import plot_accuracy_vs_bytes
 
 #: A technique with more points than this is drawn without a label on every point.
 MAX_ANNOTATED = 8
+#: Up to this many techniques, every point is labelled; beyond, only the front's.
+FEW_SERIES = 3
+#: One colour and one marker per technique (matplotlib's ten, then two more).
+COLOURS = tuple(f"C{i}" for i in range(10)) + ("navy", "teal")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "d")
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,12 @@ class Reference:
     accuracy: float
     model: str  # the tinynet.models name of the network the paper used
     note: str
+
+    @property
+    def text(self) -> str:
+        """What the plot writes beside the star: ``"Han et al. 2016 (paper), Deep Compression: 27 KB,
+        98.42%"`` (whose, how many bytes, how accurate)."""
+        return f"{self.label}: {self.nbytes / 1000:g} KB, {100 * self.accuracy:.2f}%"
 
 
 #: From ../shared/ANCHORS.md (Han, Mao, Dally 2016, Deep Compression, Table 1).
@@ -74,6 +90,21 @@ PAPER_REFERENCES = (
 def paper_references(model: str) -> list[Reference]:
     """The published points for ``model`` (none for LeCun's ``lenet5``: no paper here used it)."""
     return [r for r in PAPER_REFERENCES if r.model == model]
+
+
+def published_points(model: str, dataset: str | None) -> list[Reference]:
+    """The papers' points to draw beside ``model``'s results on ``dataset``: the only gate.
+
+    Empty unless ``dataset`` is full MNIST (``"mnist"``, ``MNISTData.name``)
+    *and* a paper used ``model`` (LeNet-300-100, LeNet-5-Caffe). The embedded
+    subset, Fashion-MNIST and LeCun's LeNet-5 get none.
+
+    >>> [r.text for r in published_points("lenet_300_100", "mnist")][1]
+    'Han et al. 2016 (paper), Deep Compression: 27 KB, 98.42%'
+    >>> published_points("lenet_300_100", "mnist-mini")
+    []
+    """
+    return paper_references(model) if dataset == "mnist" else []
 
 
 def usable_references(references: Sequence[Reference] | None, dataset: str | None) -> list[Any]:
@@ -109,8 +140,9 @@ def plot_accuracy_vs_size(
     ax : matplotlib Axes, optional
         Default: the current axes.
     references : sequence of Reference, optional
-        Published points (:func:`paper_references`), drawn as black stars
-        labelled "(paper)", only when ``dataset == "mnist"``.
+        Published points (:func:`published_points`), drawn as black stars,
+        each labelled with its source, size and accuracy ("Han et al. 2016
+        (paper), Deep Compression: 27 KB, 98.42%"), only when ``dataset == "mnist"``.
     dataset : str, optional
         Where the rows come from (``MNISTData.name``: ``"mnist"``,
         ``"mnist-mini"``, ``"fashion-mnist"``).
@@ -135,16 +167,29 @@ def plot_accuracy_vs_size(
     if ax is None:
         ax = plt.gca()
     techniques = list(dict.fromkeys(r.technique for r in rows))  # first-seen order
+    front = pareto_front(rows)
+    few = len(techniques) <= FEW_SERIES
     for i, name in enumerate(techniques):
         series = sorted((r for r in rows if r.technique == name), key=lambda r: r.nbytes)
         plot_accuracy_vs_bytes(
             [(r.setting, r.nbytes, r.accuracy) for r in series],
             ax=ax,
             label=name,
-            annotate=len(series) <= MAX_ANNOTATED,
-            color=f"C{i}",
+            annotate=few and len(series) <= MAX_ANNOTATED,
+            color=COLOURS[i % len(COLOURS)],
+            marker=MARKERS[i % len(MARKERS)],
+            markersize=5,
+            linewidth=1.2,
         )
-    front = pareto_front(rows)
+    if not few:  # label the front only: "LSQ 2-bit", "Deep Compression 95% pruned, 5-bit"
+        for r in front:
+            ax.annotate(
+                f"{r.technique} {r.setting}",
+                (r.nbytes, 100 * r.accuracy),
+                textcoords="offset points",
+                xytext=(5, -12),
+                fontsize=7,
+            )
     largest = max(r.nbytes for r in rows)  # the last step runs on to the largest point
     ax.step(
         [r.nbytes for r in front] + [largest],
@@ -158,14 +203,29 @@ def plot_accuracy_vs_size(
     )
     if references:
         plot_accuracy_vs_bytes(
-            [(r.label, r.nbytes, r.accuracy) for r in references],
+            [(r.text, r.nbytes, r.accuracy) for r in references],
             ax=ax,
-            label="published (paper)",
+            label="published (paper): theirs, not ours",
+            annotate=False,
             marker="*",
-            markersize=11,
+            markersize=12,
             linestyle="none",
             color="black",
         )
-    ax.legend()
+        right = max([r.nbytes for r in rows] + [r.nbytes for r in references])
+        for r in references:  # labels of points near the right edge go to their left
+            left = r.nbytes > right / 4
+            ax.annotate(
+                r.text,
+                (r.nbytes, 100 * r.accuracy),
+                textcoords="offset points",
+                xytext=(-6, 6) if left else (6, 6),
+                ha="right" if left else "left",
+                fontsize=8,
+            )
+    if few:
+        ax.legend()
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.set_title(title or f"accuracy against compressed size ({dataset or 'unnamed data'})")
     return ax

@@ -3,7 +3,9 @@
 Columns: ``technique, setting, bytes, accuracy, time_ms``, then every key
 of ``extra`` (sorted; empty where a row lacks it), then ``artifact, index,
 seed``. Markdown adds a human-readable size, accuracy in percent, and
-whether the row is on the Pareto front.
+whether the row is on the Pareto front; it leaves out the long text columns
+of :data:`CSV_ONLY` (Deep Compression's ``stages``, which the report shows
+in its own section).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from tinynet.plotting import format_bytes
 
 HEAD = ["technique", "setting", "bytes", "accuracy", "time_ms"]
 TAIL = ["artifact", "index", "seed"]
+#: ``extra`` keys written to CSV but not to Markdown tables (a sentence per cell).
+CSV_ONLY = ("stages",)
 
 
 def extra_keys(rows: Sequence[Row]) -> list[str]:
@@ -70,7 +74,7 @@ def to_markdown(rows: Sequence[Row]) -> str:
 
     ``front`` marks the rows on the Pareto front (:func:`pareto_front`).
     """
-    keys = extra_keys(rows)
+    keys = [key for key in extra_keys(rows) if key not in CSV_ONLY]
     front = {id(r) for r in pareto_front(rows)}
     head = ["technique", "setting", "bytes", "size", "accuracy", "time (ms)", *keys, "front"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

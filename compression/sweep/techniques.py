@@ -24,9 +24,10 @@ and each technique's package registers its own: ``pruning``
 ``k-means sharing`` (``compression.quantization.technique``),
 ``PTQ + clipping`` (``compression.clipping.technique``), ``distillation``
 (``compression.distillation.technique``), ``low rank``
-(``compression.lowrank.technique``).
+(``compression.lowrank.technique``) and ``Deep Compression``
+(``compression.pipeline.technique``).
 
-Adding a technique (clipping, low rank and the others in the later lessons) is one :func:`register_technique` call in the technique's
+Adding a technique is one :func:`register_technique` call in the technique's
 own module, plus that module's name in :data:`TECHNIQUE_MODULES` so that
 ``python -m compression`` imports it::
 
@@ -38,7 +39,9 @@ own module, plus that module's name in :data:`TECHNIQUE_MODULES` so that
 
 ``apply``, ``fine_tune`` and ``label`` must be top-level functions (not
 lambdas) so that worker processes can receive them (see
-``runner.check_picklable``).
+``runner.check_picklable``). ``apply`` returns the compressed model, or a
+:class:`Compressed` (the model and a few numbers it measured on the way,
+which go into the row's ``extra``: the pipeline's stages).
 """
 
 from __future__ import annotations
@@ -51,8 +54,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from compression.sweep.cache import CachedPoint, PointCache, scan_cache
 from compression.sweep.measure import measure
-from compression.sweep.runner import TINYNET_STATE_LOCK, Row, local_process_pool, run_sweep
+from compression.sweep.runner import (
+    TINYNET_STATE_LOCK,
+    Row,
+    local_process_pool,
+    run_sweep,
+)
 from compression.sweep.task import SweepTask, build_model
 from tinynet.models import mlp
 from tinynet.module import Module
@@ -65,6 +74,7 @@ TECHNIQUE_MODULES: tuple[str, ...] = (
     "compression.clipping.technique",
     "compression.distillation.technique",
     "compression.lowrank.technique",
+    "compression.pipeline.technique",
 )
 
 
@@ -104,6 +114,19 @@ class Technique:
     def settings(self, fast: bool = False) -> tuple[Any, ...]:
         """``fast_grid`` when ``fast``, else ``grid``."""
         return self.fast_grid if fast else self.grid
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """What ``apply`` may return instead of a bare model: the model and what it measured.
+
+    ``extra`` (plain numbers and strings) is copied into the row's ``extra``;
+    Deep Compression keeps each stage's bytes and accuracy there, which only
+    the run that made them can know.
+    """
+
+    model: Module
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 #: name -> Technique, in the order they were registered (the report's order).
@@ -238,6 +261,8 @@ class TechniquePoint:
         baseline_bytes = 4 * sum(p.size for p in baseline.parameters())
         model = technique.apply(baseline, setting, seed, task)
         extra: dict[str, Any] = {}
+        if isinstance(model, Compressed):
+            model, extra = model.model, dict(model.extra)
         if technique.fine_tune is not None:
             before = evaluate(model, data.x_heldout, data.y_heldout)["accuracy"]
             extra["accuracy_before_fine_tune"] = before
@@ -275,6 +300,8 @@ def run_techniques(
     executor: Any = None,
     jobs: int = 1,
     progress: bool = True,
+    cache: PointCache | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Row]:
     """Sweep every technique over its grid on ``task``; all rows, technique by technique.
 
@@ -292,20 +319,39 @@ def run_techniques(
         As in :func:`run_sweep`.
     fast : bool, default False
         Use each technique's ``fast_grid``.
+    cache : PointCache, optional
+        Reuse the points it holds (rows and files, see
+        ``compression.sweep.cache``) and store every point computed, as
+        soon as it is done: an interrupted sweep resumes where it stopped.
+    log : callable, optional
+        Receives the cache's messages (how many points were found, which
+        entries were refused and why). Default: silent.
     """
     if techniques is None:
         techniques = list(available_techniques().values())
     if executor is None and jobs > 1:
         with local_process_pool(jobs) as pool:
             return run_techniques(
-                task, techniques, seed=seed, fast=fast, executor=pool, progress=progress
+                task,
+                techniques,
+                seed=seed,
+                fast=fast,
+                executor=pool,
+                progress=progress,
+                cache=cache,
+                log=log,
             )
     if task.artifact_dir is not None:
         os.makedirs(task.artifact_dir, exist_ok=True)
+    if cache is not None:
+        baseline_sha256, _ = scan_cache(task, techniques, cache, seed, fast, log or _silent)
     rows: list[Row] = []
     for technique in techniques:
+        point: Any = TechniquePoint(technique, task)
+        if cache is not None:
+            point = CachedPoint(point, cache, baseline_sha256)
         rows += run_sweep(
-            TechniquePoint(technique, task),
+            point,
             technique.settings(fast),
             seed=seed,
             executor=executor,
@@ -314,3 +360,7 @@ def run_techniques(
             desc=technique.name,
         )
     return rows
+
+
+def _silent(line: str) -> None:
+    return None

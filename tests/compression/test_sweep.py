@@ -20,6 +20,7 @@ from compression.sweep import (
     SweepTask,
     Technique,
     TechniquePoint,
+    available_techniques,
     best_by_technique,
     build_model,
     check_picklable,
@@ -35,7 +36,8 @@ from compression.sweep import (
     to_csv,
     to_markdown,
 )
-from compression.sweep.techniques import keep_baseline
+from compression.sweep.plot import published_points
+from compression.sweep.techniques import TECHNIQUE_MODULES, keep_baseline
 
 
 def row(technique, setting, nbytes, accuracy, **extra):
@@ -86,7 +88,9 @@ def test_thread_pool_executor_works_unchanged(tiny_task):
     quantizers = ["PTQ", "QAT", "LSQ", "k-means sharing"]
     assert [r.technique for r in serial] == ["dense", "width", "width", "pruning", "pruning"] + [
         name for name in quantizers for _ in (8, 4, 2)
-    ] + ["PTQ + clipping"] * 3 + ["distillation", "distillation"] + ["low rank"] * 2
+    ] + ["PTQ + clipping"] * 3 + ["distillation", "distillation"] + ["low rank"] * 2 + [
+        "Deep Compression"
+    ]
     assert [r.without_time() for r in threaded] == [r.without_time() for r in serial]
 
 
@@ -180,11 +184,39 @@ def test_width_points_are_mlps_trained_from_their_seed(tiny_task):
     assert a.accuracy > 0.5  # one epoch on 500 images already beats chance (10%) by far
 
 
+def test_deep_compression_point_is_a_real_file_with_its_stages(tiny_task, tmp_path):
+    from compression.pipeline import han_table
+    from compression.pipeline.technique import pipeline_recipe, pruning_rounds
+
+    assert pruning_rounds(0.9, 2) == (0.6838, 0.9)  # kept: 1 -> 0.316 -> 0.1
+    assert pruning_rounds(0.95) == (0.5271, 0.7764, 0.8943, 0.95)
+    recipe = pipeline_recipe((0.9, 5), tiny_task)
+    assert (recipe.prune_epochs, recipe.share_epochs, recipe.bits) == (1, 1, 5)  # capped by epochs
+
+    task = dataclasses.replace(tiny_task, artifact_dir=str(tmp_path))
+    technique = TECHNIQUES["Deep Compression"]
+    assert technique.fast_grid == ((0.9, 5),)
+    result = TechniquePoint(technique, task)((0.9, 5), seed=3)
+    path = tmp_path / result.artifact
+    assert result.setting == "90% pruned, 5-bit" and result.nbytes == os.path.getsize(path)
+    model = load_compressed(path)
+    assert tinynet.evaluate(model, *task.data()[5:7])["accuracy"] == result.accuracy
+    assert result.extra["bit_widths"] == "1.weight=5 3.weight=5 5.weight=5"
+    assert result.extra["kept"] == pytest.approx(0.1, abs=1e-4)
+    stages = result.extra["stages"].split(" -> ")
+    assert [s.split()[0] for s in stages] == ["pruned", "shared", "Huffman"]
+    assert stages[-1].startswith(f"Huffman {result.nbytes:,} B")  # the last stage is the file
+    assert result.extra["ratio"] == round(4 * 266_610 / result.nbytes, 4) > 25
+    assert han_table(model).totals()[1] == result.nbytes  # the per-layer table adds up to it
+
+
 # ------------------------------------------------------------------ registry
 
 
 def test_registry_holds_what_exists_and_refuses_duplicates():
     assert list(TECHNIQUES)[:2] == ["dense", "width"]
+    assert TECHNIQUE_MODULES[-1] == "compression.pipeline.technique"
+    assert list(available_techniques())[-1] == "Deep Compression"
     width = TECHNIQUES["width"]
     assert width.settings(fast=True) == width.fast_grid and len(width.grid) > len(width.fast_grid)
     with pytest.raises(ValueError, match="'dense' is already registered"):
@@ -275,13 +307,45 @@ def test_references_are_refused_beside_the_embedded_subset():
 
 def test_references_are_drawn_beside_full_mnist():
     _, ax = _figure()
-    plot_accuracy_vs_size(
-        ROWS, ax=ax, references=paper_references("lenet_300_100"), dataset="mnist"
-    )
-    assert "published (paper)" in ax.get_legend_handles_labels()[1]
+    references = published_points("lenet_300_100", "mnist")
+    plot_accuracy_vs_size(ROWS, ax=ax, references=references, dataset="mnist")
+    assert "published (paper): theirs, not ours" in ax.get_legend_handles_labels()[1]
     texts = [t.get_text() for t in ax.texts]
-    assert "Han et al. 2016 (paper), Deep Compression" in texts
+    assert "Han et al. 2016 (paper), Deep Compression: 27 KB, 98.42%" in texts
+    assert "Han et al. 2016 (paper), dense: 1070 KB, 98.36%" in texts
     assert paper_references("lenet5") == []  # LeCun's LeNet-5 is not the paper's network
+
+
+def test_published_points_only_for_full_mnist_and_the_papers_models():
+    caffe = [r.text for r in published_points("lenet5_caffe", "mnist")]
+    assert caffe == [
+        "Han et al. 2016 (paper), dense: 1720 KB, 99.20%",
+        "Han et al. 2016 (paper), Deep Compression: 44 KB, 99.26%",
+    ]
+    assert len(published_points("lenet_300_100", "mnist")) == 2
+    for model, dataset in [
+        ("lenet_300_100", "mnist-mini"),  # the embedded subset: another experiment
+        ("lenet_300_100", "fashion-mnist"),
+        ("lenet5_caffe", "mnist-mini"),
+        ("lenet5", "mnist"),  # LeCun's LeNet-5: no paper here used it
+        ("lenet_300_100", None),
+    ]:
+        assert published_points(model, dataset) == [], (model, dataset)
+
+
+def test_many_techniques_label_only_the_front():
+    rows = [
+        row(f"t{i}", f"s{j}", 1000 * (i + 1) + 10 * j, 0.5 + 0.04 * i - 0.001 * j)
+        for i in range(6)
+        for j in range(3)
+    ]
+    _, ax = _figure()
+    with pytest.warns(UserWarning, match="reference points not drawn"):
+        plot_accuracy_vs_size(rows, ax=ax, references=PAPER_REFERENCES, dataset="mnist-mini")
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == sorted(f"{r.technique} {r.setting}" for r in pareto_front(rows))
+    lines = [c.lines[0] for c in ax.containers if c.get_label().startswith("t")]  # errorbars
+    assert len({(line.get_color(), line.get_marker()) for line in lines}) == 6
 
 
 # -------------------------------------------------------------------- tables
