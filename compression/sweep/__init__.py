@@ -12,6 +12,9 @@ Read in this order (each file is one lesson):
                 by name, so worker processes can rebuild them
 ``techniques``  the registry: ``Technique`` (apply / fine-tune / grid),
                 ``dense`` and ``width``; ``run_techniques`` sweeps them all
+``cache``       ``PointCache``: each finished point's row and file on disk
+                (JSON, atomic writes, checked on read), so a rerun skips
+                it and a killed run resumes
 ``pareto``      ``pareto_front``: the points nothing beats on both axes
 ``plot``        ``plot_accuracy_vs_size`` with the front and, on full
                 MNIST only, published reference points
