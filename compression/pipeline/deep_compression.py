@@ -69,6 +69,7 @@ from compression.pipeline.stages import (
     share_stage,
 )
 from compression.storage import load_compressed, save_compressed
+from compression.storage.container import write_atomic
 from tinynet.module import Module
 
 __all__ = ["DeepCompressionResult", "deep_compression"]
@@ -143,9 +144,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
 
 
 def _write_sidecar(path: Path, info: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=1) + "\n")
-    os.replace(tmp, path.with_suffix(".json"))
+    write_atomic(path.with_suffix(".json"), (json.dumps(info, indent=1) + "\n").encode("utf-8"))
 
 
 def deep_compression(

@@ -180,6 +180,33 @@ def output_states(model: Module) -> list[tuple[str, str, Any, Any]]:
     return out
 
 
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half.
+
+    The bytes go to a unique temporary file beside ``path``, are flushed to
+    disk, and the file is renamed into place (``os.replace`` is atomic on one
+    file system); the folder is then synced so the rename itself survives a
+    power cut (POSIX). A failure removes the temporary file and re-raises.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def save_compressed(model: Module, path: str | os.PathLike[str], use_huffman: bool = True) -> int:
     """Write ``model`` in the compressed format; return the file's length in bytes.
 
@@ -193,23 +220,7 @@ def save_compressed(model: Module, path: str | os.PathLike[str], use_huffman: bo
         For a layer or transform type outside the whitelists.
     """
     blob = plan_container(model, use_huffman=use_huffman).to_bytes()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    write_atomic(path, blob)
     return len(blob)
 
 

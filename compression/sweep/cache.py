@@ -37,14 +37,13 @@ import json
 import math
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import tinynet
+from compression.storage.container import write_atomic
 from compression.sweep.runner import Row, point_seed
 from compression.sweep.task import SweepTask
 
@@ -57,7 +56,6 @@ __all__ = [
     "scan_cache",
     "sha256_of",
     "read_entry",
-    "write_atomic",
     "write_entry",
 ]
 
@@ -124,29 +122,8 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a unique temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _copy_atomic(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(target, Path(source).read_bytes())
 
 
 def _plain(value: Any) -> Any:
