@@ -49,7 +49,12 @@ import numpy as np
 import tinynet
 from compression.pipeline.recipe import Round, check_bits
 from compression.pruning.apply import PruningSummary, current_keep, prune_model
-from compression.quantization.sharing import SharedWeights, quantizable_weights, share_weights
+from compression.quantization.sharing import (
+    SharedWeights,
+    centroid_groups,
+    quantizable_weights,
+    share_weights,
+)
 from compression.storage import load_compressed, save_compressed
 from tinynet.module import Module
 
@@ -248,21 +253,24 @@ def sharing_groups(model: Module, lr: float, train_rest: bool = True) -> list[di
     al. 2016, eq. 3): ``dL/dC_j = sum_{i: a_i = j} dL/dW_i``. A layer with
     ``kept`` weights in ``k`` clusters has about ``kept / k`` weights per
     centroid, so its group steps at ``lr * k / kept`` (each centroid moves
-    like its average weight would under plain SGD), without weight decay.
-    With ``train_rest`` every other parameter (biases, layers left unshared)
+    like its average weight would under plain SGD), without weight decay:
+    :func:`compression.quantization.centroid_groups`. With ``train_rest`` every other parameter (biases, layers left unshared)
     is one more group at ``lr``; the latent values under ``SharedWeights``
     are left out (nothing reaches them: ``W_eff = C[a]``).
     """
-    groups, frozen = [], set()
-    for _, _, _, param in model.named_parameter_slots():
-        for t in param.transforms:
-            if isinstance(t, SharedWeights):
-                kept = int((t.assignments >= 0).sum())
-                step = lr * t.k / max(kept, 1)
-                groups.append({"params": [t.centroids], "lr": step, "weight_decay": 0.0})
-                frozen |= {id(param), id(t.centroids)}
-    if not groups:
-        raise ValueError("sharing_groups: the model has no weight-shared layer (run share_stage)")
+    try:
+        groups = centroid_groups(model, lr)
+    except ValueError:
+        raise ValueError(
+            "sharing_groups: the model has no weight-shared layer (run share_stage)"
+        ) from None
+    frozen = {
+        id(p)
+        for _, _, _, param in model.named_parameter_slots()
+        for t in param.transforms
+        if isinstance(t, SharedWeights)
+        for p in (param, t.centroids)
+    }
     rest = [p for p in model.parameters() if id(p) not in frozen]
     if train_rest and rest:
         groups.append({"params": rest, "lr": lr})

@@ -295,11 +295,13 @@ def centroid_groups(model: Module, lr: float) -> list[dict[str, Any]]:
     """Optimizer parameter groups that fine-tune only the centroids, one group per layer.
 
     A centroid's gradient is the *sum* of its weights' gradients (Han et al.
-    2016, eq. 3), so with ``n`` weights in ``k`` clusters it is about
-    ``n / k`` times larger than one weight's: a step at the network's own
-    learning rate would throw the codebook far off. Each layer's group gets
-    ``lr * k / n`` (the step its average weight would take under plain SGD)
-    and no weight decay (the codebook is not a set of free weights).
+    2016, eq. 3), so with ``n`` clustered weights in ``k`` clusters it is
+    about ``n / k`` times larger than one weight's: a step at the network's
+    own learning rate would throw the codebook far off. Each layer's group
+    gets ``lr * k / n`` (the step its average weight would take under plain
+    SGD) and no weight decay (the codebook is not a set of free weights).
+    ``n`` counts only the clustered weights: in a pruned layer the masked
+    ones (assignment -1) send no gradient to any centroid.
 
     >>> from tinynet.models import lenet_300_100
     >>> model = lenet_300_100()
@@ -311,9 +313,8 @@ def centroid_groups(model: Module, lr: float) -> list[dict[str, Any]]:
     for _, _, _, param in model.named_parameter_slots():
         for t in param.transforms:
             if isinstance(t, SharedWeights):
-                groups.append(
-                    {"params": [t.centroids], "lr": lr * t.k / param.size, "weight_decay": 0.0}
-                )
+                n = max(int((t.assignments >= 0).sum()), 1)
+                groups.append({"params": [t.centroids], "lr": lr * t.k / n, "weight_decay": 0.0})
     if not groups:
         raise ValueError(
             "centroid_groups: the model has no weight-shared parameter (see share_weights)"
