@@ -42,7 +42,12 @@ from compression.allocation.budget import (
     uniform_allocation,
     uniform_candidates,
 )
-from compression.allocation.compress import BudgetResult, choice_from_dict, compress_to_budget
+from compression.allocation.compress import (
+    BudgetResult,
+    choice_from_dict,
+    compress_to_budget,
+    trim_to_budget,
+)
 from compression.allocation.knapsack import greedy_choice, knapsack_choice, smallest_cost
 from compression.allocation.options import (
     BITS,
@@ -71,6 +76,7 @@ __all__ = [
     "check_option_sparsity",
     "choice_from_dict",
     "compress_to_budget",
+    "trim_to_budget",
     "greedy_choice",
     "knapsack_choice",
     "measure_table",

@@ -17,7 +17,11 @@ uniform candidates for the baseline, both in ``budget.py``) and:
    2-bit layers grew by 1.7-2.5% in 3 epochs on the embedded data); the
    positions and the fixed-length codes do not;
 4. if that file is over the budget, tightens and starts again from the
-   dense model, saying so in ``notes``.
+   dense model, saying so in ``notes``;
+5. if every attempt ends over the budget, trims the last fine-tuned model
+   until its file fits (:func:`trim_to_budget`: the smallest surviving
+   weights of its largest compressed layer are pruned, no retraining), so a
+   returned model fits; the accuracy reported is measured after trimming.
 
 The accuracy it reports (``evaluate_fn``) never feeds back into any
 choice.
@@ -32,13 +36,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from compression.allocation.budget import Allocation, check_budget
 from compression.allocation.options import LayerOption, apply_choice
 from compression.allocation.table import SensitivityTable
+from compression.pruning.apply import current_keep, eligible_parameters, prune_model
 from compression.storage.report import size_report
 from tinynet.module import Module
 
-__all__ = ["BudgetResult", "choice_from_dict", "compress_to_budget"]
+__all__ = ["BudgetResult", "choice_from_dict", "compress_to_budget", "trim_to_budget"]
 
 
 @dataclass
@@ -59,12 +66,15 @@ class BudgetResult:
     accuracy_before, accuracy_after : float
         ``evaluate_fn`` of the compressed model before and after fine-tuning.
     fits : bool
-        ``real_bytes <= budget``.
+        ``real_bytes <= budget`` (True unless even pruning every compressed
+        weight could not fit; see :func:`trim_to_budget`).
     notes : list of str
-        What happened: each tightening, and why.
+        What happened: each tightening and trimming, and why.
     seconds : float
     model : Module
         The compressed, fine-tuned model (not in :meth:`to_dict`).
+    trimmed : int
+        Weights pruned after fine-tuning to make the file fit (0 normally).
     """
 
     method: str
@@ -80,6 +90,7 @@ class BudgetResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     model: Module | None = None
+    trimmed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: every field but the model; the choice as ``{name: [sparsity, bits]}``."""
@@ -96,6 +107,7 @@ class BudgetResult:
             "accuracy_before": self.accuracy_before,
             "accuracy_after": self.accuracy_after,
             "fits": self.fits,
+            "trimmed": self.trimmed,
             "notes": list(self.notes),
             "seconds": self.seconds,
         }
@@ -128,8 +140,10 @@ def compress_to_budget(
     so ``target = min(target, E) - excess`` (a coarse chooser, like the
     uniform grid, then cannot return the same setting). ``max_attempts``
     bounds the retries; if every attempt is over (or nothing fits the
-    lowered target), the last fine-tuned model is returned with
-    ``fits=False`` and a warning.
+    lowered target), the last fine-tuned model is trimmed to the budget
+    (:func:`trim_to_budget`, recorded in ``notes`` and ``trimmed``) and its
+    accuracy measured again; ``fits=False`` (with a warning) only if even
+    that could not make it fit.
 
     Parameters
     ----------
@@ -201,13 +215,74 @@ def compress_to_budget(
             f"no attempt of {max_attempts} gave a file within {budget:,} bytes before "
             "fine-tuning: " + " | ".join(notes)
         )
-    last.seconds = time.perf_counter() - start
-    warnings.warn(
-        f"still {last.real_bytes - budget:,} B over the budget of {budget:,} B after "
-        f"{len(notes)} attempts; the last model is returned with fits=False",
-        stacklevel=2,
+    over = last.real_bytes
+    last.trimmed = trim_to_budget(
+        last.model, budget, list(last.allocation.choice), table.use_huffman
     )
+    last.real_bytes, last.layer_bytes = _file(last.model, table.use_huffman)
+    last.fits = last.real_bytes <= budget
+    last.accuracy_after = float(evaluate_fn(last.model))
+    notes.append(
+        f"trimmed: {last.trimmed:,} more weights pruned after fine-tuning (no retraining), "
+        f"{over:,} B -> {last.real_bytes:,} B; accuracy measured after trimming"
+    )
+    last.seconds = time.perf_counter() - start
+    if not last.fits:
+        warnings.warn(
+            f"still {last.real_bytes - budget:,} B over the budget of {budget:,} B after "
+            f"{max_attempts} attempts and trimming; returned with fits=False",
+            stacklevel=2,
+        )
     return last
+
+
+def trim_to_budget(model: Module, budget: int, names: list[str], use_huffman: bool = True) -> int:
+    """Prune more weights of ``model`` (in place) until its file fits ``budget``; returns how many.
+
+    The last resort when fine-tuning has lengthened the Huffman codes past
+    the budget. Each step takes the named weight with the most surviving
+    entries (the largest compressed layer, where one weight more or less
+    matters least), estimates its bytes per surviving weight
+    ``b = bytes / kept`` from the file, and prunes its ``ceil(excess / b)``
+    smallest surviving entries (``prune_model``, composing with the mask
+    already there, so a frozen quantizer's scale does not move). The file is
+    counted again after each step; it shrinks with each, so the loop ends,
+    at the latest when nothing named survives.
+
+    Parameters
+    ----------
+    model : Module
+        Compressed (``Mask`` then ``FakeQuantize`` per named weight) or float.
+    budget : int
+        Bytes of the whole file.
+    names : list of str
+        The weights that may lose entries (``"5.weight"``).
+    use_huffman : bool
+        How the file is written (as the sensitivity table's ``use_huffman``).
+
+    Examples
+    --------
+    A file already within its budget is left alone:
+
+    >>> from tinynet import Linear, Sequential
+    >>> trim_to_budget(Sequential(Linear(4, 3)), 10**6, ["0.weight"])
+    0
+    """
+    params = dict(eligible_parameters(model, include=names))
+    pruned = 0
+    real, per_tensor = _file(model, use_huffman)
+    while real > budget:
+        kept = {n: int(current_keep(p).sum()) for n, p in params.items()}
+        name = max(kept, key=kept.get)
+        if kept[name] == 0:
+            break  # nothing named survives: the budget cannot be met this way
+        per_weight = per_tensor.get(name, real) / kept[name]
+        n = min(kept[name], max(1, int(np.ceil((real - budget) / per_weight))))
+        size = params[name].size
+        prune_model(model, {name: (size - kept[name] + n) / size})
+        pruned += n
+        real, per_tensor = _file(model, use_huffman)
+    return pruned
 
 
 def choice_from_dict(d: Mapping[str, Any]) -> dict[str, LayerOption]:

@@ -2,6 +2,8 @@
 
 import copy
 import itertools
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from compression.allocation import (
     measure_table,
     option_grid,
     smallest_cost,
+    trim_to_budget,
     uniform_allocation,
     uniform_candidates,
 )
@@ -317,9 +320,49 @@ def test_a_file_that_grows_in_fine_tuning_is_tightened_to_the_next_setting():
     )
     assert "after fine-tuning" in result.notes[0] and len(result.notes) == 1
     assert result.allocation.choice == two and result.fits and result.real_bytes <= budget
-    # With no smaller setting to fall back on, the over-budget model comes back, flagged.
-    with pytest.warns(UserWarning, match="over the budget"):
-        stuck = compress_to_budget(
-            model, table, budget, lambda t: best_fitting(candidates[:1], t), spread, lambda n: 0.0
-        )
-    assert not stuck.fits and stuck.real_bytes > budget and "nothing fits" in stuck.notes[-1]
+    # With no smaller setting to fall back on, the fine-tuned model is trimmed to fit,
+    # and the accuracy reported is the trimmed model's.
+    seen = []
+
+    def evaluate_fn(net):
+        seen.append(sum(int((np.asarray(net[i].weight.value()) == 0).sum()) for i in (1, 3)))
+        return 0.5
+
+    trimmed = compress_to_budget(
+        model, table, budget, lambda t: best_fitting(candidates[:1], t), spread, evaluate_fn
+    )
+    assert "nothing fits" in trimmed.notes[-2] and trimmed.notes[-1].startswith("trimmed:")
+    assert trimmed.fits and trimmed.real_bytes <= budget and trimmed.trimmed > 0
+    assert trimmed.real_bytes == _file_bytes(trimmed.model)
+    assert seen[-1] >= trimmed.trimmed  # evaluated after the extra zeros were made
+
+
+def _file_bytes(net) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.tnc"
+        save_compressed(net, path)
+        return path.stat().st_size
+
+
+def test_trim_to_budget_prunes_the_largest_layer_until_the_file_fits():
+    rng = np.random.default_rng(1)
+    model = mlp((64, 32, 3))
+    for _, _, _, p in model.named_parameter_slots():
+        p.data[...] = rng.normal(scale=0.1, size=p.shape).astype(np.float32)
+    apply_choice(model, {"1.weight": LayerOption(0.5, 4), "3.weight": LayerOption(0.0, 4)})
+    before = _file_bytes(model)
+    w0 = np.asarray(model[1].weight.value())
+    smallest_kept = np.abs(w0[w0 != 0]).min()
+    w3_zeros = int((np.asarray(model[3].weight.value()) == 0).sum())
+    n = trim_to_budget(model, before - 100, ["1.weight", "3.weight"])
+    after = _file_bytes(model)
+    assert 0 < n and after <= before - 100
+    w0, w3 = np.asarray(model[1].weight.value()), np.asarray(model[3].weight.value())
+    assert int((w0 == 0).sum()) == 1024 + n  # all from the largest layer (2,048 entries)
+    assert int((w3 == 0).sum()) == w3_zeros
+    assert smallest_kept <= np.abs(w0[w0 != 0]).min()  # the smallest went first
+    # A file within its budget is untouched; an impossible budget prunes everything named.
+    assert trim_to_budget(model, after, ["1.weight"]) == 0
+    rest = int((w0 != 0).sum())
+    assert trim_to_budget(model, 1, ["1.weight"]) == rest
+    assert not np.asarray(model[1].weight.value()).any()
