@@ -115,12 +115,24 @@ BASE_ROUNDS = {
 }
 
 
-def setup(name: str, extra: tuple[float, ...], conv: int, fc: int, share_epochs: int) -> Setup:
-    """The base rounds plus ``extra``; ``bench_pruning``'s epochs and learning rate."""
+def setup(
+    name: str,
+    extra: tuple[float, ...],
+    conv: int,
+    fc: int,
+    share_epochs: int,
+    final_epochs: int | None = None,
+) -> Setup:
+    """The base rounds plus ``extra``; ``bench_pruning``'s epochs and learning rate.
+
+    ``final_epochs`` retrains longer after the last round only (the earlier
+    rounds, and so their cache files, stay those of the shorter schedule).
+    """
     epochs, lr = (6, 0.02) if name == "lenet_300_100" else (3, 0.01)
     recipe = DeepCompressionRecipe(
         rounds=BASE_ROUNDS[name] + extra,
         prune_epochs=epochs,
+        final_prune_epochs=final_epochs,
         bits=bits_for(name, conv, fc),
         share_epochs=share_epochs,
     )
@@ -148,12 +160,18 @@ CANDIDATES = {
         "96% 4b": setup("lenet_300_100", (0.94, 0.95, 0.96), 4, 4, 4),
         "97% 4b": setup("lenet_300_100", (0.94, 0.95, 0.96, 0.97), 4, 4, 4),
         "98% 4b": setup("lenet_300_100", (0.94, 0.95, 0.96, 0.97, 0.98), 4, 4, 4),
+        # Added at stop 13, after every candidate above missed 0.1 points on
+        # validation (best: 94% 5b, +0.16): the same rounds, but 20 epochs
+        # after the last one and 8 for the centroids.
+        "94% 6b long": setup("lenet_300_100", (0.94,), 6, 6, 8, final_epochs=20),
+        "95% 5b long": setup("lenet_300_100", (0.94, 0.95), 5, 5, 8, final_epochs=20),
+        "96% 5b long": setup("lenet_300_100", (0.94, 0.95, 0.96), 5, 5, 8, final_epochs=20),
     },
+    # Trimmed at stop 13 to what the machine affords (about 25 min per seed on
+    # validation): 95% 8/5b is the target's recipe (49x held-out), the rest push.
     "lenet5_caffe": {
-        "92% 8/5b": setup("lenet5_caffe", (), 8, 5, 2),
         "95% 8/5b": TARGET["lenet5_caffe"],
         "97% 6/4b": setup("lenet5_caffe", (0.95, 0.97), 6, 4, 2),
-        "98% 6/4b": setup("lenet5_caffe", (0.95, 0.97, 0.98), 6, 4, 2),
         "98% 5/4b": setup("lenet5_caffe", (0.95, 0.97, 0.98), 5, 4, 2),
         "98.5% 5/4b": setup("lenet5_caffe", (0.95, 0.97, 0.98, 0.985), 5, 4, 2),
         "99% 5/3b": setup("lenet5_caffe", (0.95, 0.97, 0.98, 0.985, 0.99), 5, 3, 2),
@@ -300,7 +318,7 @@ def run_target(name, data, seeds, mini: bool, fresh: bool, quiet: bool) -> dict:
     return {"setup": s.describe(), "rows": rows, "summary": summary, "met": ok}
 
 
-def run_push(name, data, seeds, mini: bool, fresh: bool, quiet: bool) -> dict:
+def run_push(name, data, seeds, mini: bool, fresh: bool, quiet: bool, val_seeds=None) -> dict:
     val = validation_data(data)
     tag_val, tag = ("mini-val", "mini") if mini else ("mnist-val", "mnist")
     print(
@@ -308,7 +326,7 @@ def run_push(name, data, seeds, mini: bool, fresh: bool, quiet: bool) -> dict:
         f"({len(val.x_train):,} train / {len(val.x_heldout):,} validation)",
         flush=True,
     )
-    val_seeds = usable_seeds(name, val, seeds, tag_val, quiet)
+    val_seeds = usable_seeds(name, val, val_seeds or seeds, tag_val, quiet)
     seeds = usable_seeds(name, data, seeds, tag, quiet)
     if not (val_seeds and seeds):
         return {"skipped": "no dense baseline trained", "validation_seeds": val_seeds}
@@ -369,6 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", choices=["target", "push", "all"], default="target")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--val-seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="push: seeds scored on validation (default: --seeds)",
+    )
     parser.add_argument("--mini", action="store_true", help="use the embedded subset")
     parser.add_argument("--fresh", action="store_true", help="recompute every pipeline stage")
     parser.add_argument("--root", type=Path, default=None, help="folder with the MNIST IDX files")
@@ -389,10 +414,15 @@ def main(argv: list[str] | None = None) -> int:
         results = saved.setdefault(experiment, {})
         for name in args.models:
             start = time.perf_counter()
-            results[name] = run(name, data, args.seeds, args.mini, args.fresh, args.quiet)
+            extra = {"val_seeds": args.val_seeds} if experiment == "push" else {}
+            results[name] = run(name, data, args.seeds, args.mini, args.fresh, args.quiet, **extra)
             results[name]["seconds"] = time.perf_counter() - start
             print(f"  ({experiment} {name}: {results[name]['seconds']:.0f} s)", flush=True)
-            out.write_text(json.dumps(saved, indent=1) + "\n")
+            # re-read before writing: two runs (one per model) may share the file
+            current = json.loads(out.read_text()) if out.exists() else {}
+            current.update({"machine": machine(), "data": description})
+            current.setdefault(experiment, {})[name] = results[name]
+            out.write_text(json.dumps(current, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 
