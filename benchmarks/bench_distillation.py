@@ -9,6 +9,7 @@ the teacher's soft targets at T = 20 made 74. Here, on the protocol's split
     python benchmarks/bench_distillation.py --experiment hinton        # ~45 min of CPU with the teachers
     python benchmarks/bench_distillation.py --experiment hinton --validation --seeds 0   # the recipe's choice
     python benchmarks/bench_distillation.py --experiment temperature   # 30-unit students, T swept
+    python benchmarks/bench_distillation.py --experiment sizes --validation --seeds 0   # T, alpha per width
     python benchmarks/bench_distillation.py --experiment sizes         # alone vs distilled by width
     python benchmarks/bench_distillation.py --experiment bytes         # vs pruned and quantized teacher
 
@@ -104,6 +105,12 @@ TEMPERATURES = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0)
 #: distilled at a T in Hinton's range for small students (fixed, not tuned).
 WIDTHS = (200, 100, 50, 30, 16, 8)
 SIZES_T, SIZES_ALPHA = 3.0, 0.9
+#: (T, alpha) tried per width on the validation split (``--experiment sizes
+#: --validation``); ``--experiment sizes`` then distils each width with the
+#: pair that made the fewest validation errors, read from
+#: ``results/distillation_sizes_validation.json`` (without that file, every
+#: width uses ``SIZES_T, SIZES_ALPHA``: the stop-12 run, fixed before any run).
+SIZES_CANDIDATES = ((1.0, 0.5), (2.0, 0.5), (3.0, 0.5), (1.0, 0.9), (2.0, 0.9), (3.0, 0.9))
 
 
 def two_hidden(sizes: tuple[int, ...], p_in: float = 0.0, p_hidden: float = 0.0) -> Sequential:
@@ -264,16 +271,64 @@ def run_temperature(data, seeds, tag, quiet) -> list[dict]:
     return rows
 
 
+def sizes_choice(tag: str) -> dict[int, tuple[float, float]]:
+    """Each width's ``(T, alpha)``: the validation run's choice if it exists, else the fixed pair."""
+    path = RESULTS / f"distillation_sizes_validation{'_mini' if tag == 'mini' else ''}.json"
+    if not path.exists():
+        print(f"  no {path.name}: every width at T={SIZES_T:g}, alpha={SIZES_ALPHA:g}")
+        return {h: (SIZES_T, SIZES_ALPHA) for h in WIDTHS}
+    chosen = json.loads(path.read_text())["chosen"]
+    print(f"  (T, alpha) per width from {path.name} (chosen on validation): {chosen}")
+    return {h: tuple(chosen[str(h)]) for h in WIDTHS}
+
+
+def run_sizes_validation(data, seeds, tag, quiet) -> dict:
+    """Per width, the ``(T, alpha)`` of :data:`SIZES_CANDIDATES` with the fewest validation errors."""
+    data = validation_data(data)
+    rows = []
+    for seed in seeds:
+        _, logits = teacher(data, seed, tag + "-val", quiet)
+        for h in WIDTHS:
+            sizes = (784, h, h, 10)
+            alone, _ = student(sizes, data, seed)
+            rows.append({"seed": seed, "width": h, "T": None, "alpha": None})
+            rows[-1]["errors"] = errors(alone, data)
+            line = f"  seed {seed} width {h} (validation): alone {rows[-1]['errors']}"
+            for T, alpha in SIZES_CANDIDATES:
+                kd, _ = student(sizes, data, seed, logits, T, alpha)
+                rows.append({"seed": seed, "width": h, "T": T, "alpha": alpha})
+                rows[-1]["errors"] = errors(kd, data)
+                line += f", T={T:g} a={alpha:g} {rows[-1]['errors']}"
+            print(line, flush=True)
+    chosen = {}
+    for h in WIDTHS:
+        mean = {
+            (T, a): np.mean(
+                [r["errors"] for r in rows if r["width"] == h and r["T"] == T and r["alpha"] == a]
+            )
+            for T, a in SIZES_CANDIDATES
+        }
+        chosen[str(h)] = list(min(mean, key=mean.get))  # the first of equal ones
+        alone = np.mean([r["errors"] for r in rows if r["width"] == h and r["T"] is None])
+        print(
+            f"  width {h}: alone {alone:.1f}; best T={chosen[str(h)][0]:g} "
+            f"alpha={chosen[str(h)][1]:g} ({min(mean.values()):.1f} validation errors)",
+            flush=True,
+        )
+    return {"rows": rows, "chosen": chosen}
+
+
 def run_sizes(data, seeds, tag, quiet) -> list[dict]:
     rows = []
     teacher_bytes = None
+    choice = sizes_choice(tag)
     for seed in seeds:
         t_model, logits = teacher(data, seed, tag, quiet)
         teacher_bytes = file_bytes(t_model)
         for h in WIDTHS:
             sizes = (784, h, h, 10)
             for kind in ("alone", "distilled"):
-                args = (logits, SIZES_T, SIZES_ALPHA) if kind == "distilled" else ()
+                args = (logits, *choice[h]) if kind == "distilled" else ()
                 model, _ = student(sizes, data, seed, *args)
                 rows.append(
                     {
@@ -284,8 +339,14 @@ def run_sizes(data, seeds, tag, quiet) -> list[dict]:
                         "bytes": file_bytes(model),
                     }
                 )
+                if kind == "distilled":
+                    rows[-1]["T"], rows[-1]["alpha"] = choice[h]
             a, d = rows[-2]["errors"], rows[-1]["errors"]
-            print(f"  seed {seed} width {h}: alone {a}, distilled {d} errors", flush=True)
+            print(
+                f"  seed {seed} width {h}: alone {a}, distilled (T={choice[h][0]:g}, "
+                f"alpha={choice[h][1]:g}) {d} errors",
+                flush=True,
+            )
     print(f"  teacher file {teacher_bytes:,} bytes")
     above = True
     for h in WIDTHS:
@@ -388,7 +449,7 @@ def plot_bytes(rows, n: int, tag: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     series = [
         ("student alone", "width", "o--", "784-h-h-10 trained alone"),
-        ("student distilled", "width", "o-", f"784-h-h-10 distilled (T={SIZES_T:g})"),
+        ("student distilled", "width", "o-", "784-h-h-10 distilled"),
         ("teacher pruned", "sparsity", "s-", "teacher pruned (90-99%)"),
         ("teacher quantized", "bits", "^-", "teacher quantized (8-2 bits)"),
         ("teacher", None, "k*", "teacher 784-1200-1200-10"),
@@ -420,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mini", action="store_true", help="the embedded subset (a smoke test)")
     parser.add_argument("--root", type=Path, default=None, help="folder with the MNIST IDX files")
     parser.add_argument(
-        "--validation", action="store_true", help="hinton: compare DISTILL_CANDIDATES on validation"
+        "--validation",
+        action="store_true",
+        help="hinton: compare DISTILL_CANDIDATES; sizes: choose (T, alpha) per width; on validation",
     )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -441,8 +504,13 @@ def main(argv: list[str] | None = None) -> int:
         "bytes": run_bytes,
     }[args.experiment]
     if args.validation:
-        run = run_hinton_validation
-    rows = run(data, args.seeds, tag, args.quiet)
+        run = {"hinton": run_hinton_validation, "sizes": run_sizes_validation}.get(args.experiment)
+        if run is None:
+            parser.error("--validation goes with --experiment hinton or sizes")
+    result = run(data, args.seeds, tag, args.quiet)
+    rows, extra = (
+        (result["rows"], {"chosen": result["chosen"]}) if isinstance(result, dict) else (result, {})
+    )
     name = args.experiment + ("_validation" if args.validation else "")
     out = RESULTS / f"distillation_{name}{'_mini' if args.mini else ''}.json"
     out.parent.mkdir(exist_ok=True)
@@ -452,10 +520,17 @@ def main(argv: list[str] | None = None) -> int:
         "hinton_T": HINTON_T,
         "alpha": HINTON_ALPHA,
         "sizes_T": SIZES_T,
+        "sizes_candidates": [list(c) for c in SIZES_CANDIDATES],
     }
     out.write_text(
         json.dumps(
-            {"machine": machine(), "data": description, "settings": settings, "rows": rows},
+            {
+                "machine": machine(),
+                "data": description,
+                "settings": settings,
+                **extra,
+                "rows": rows,
+            },
             indent=2,
         )
         + "\n"
