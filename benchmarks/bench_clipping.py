@@ -13,7 +13,8 @@ Experiments (``--experiment``; ``all`` runs them in this order):
     LeNet-5 (trained under the protocol), weights at 8 bits per channel,
     activations post-training at 2, 3, 4 and 8 bits, their ranges
     calibrated on ``CALIBRATION`` training images by min-max, percentile
-    (99.99), MSE search, ACIQ (Laplace) and KL (TensorRT). Three policies:
+    (99.99), MSE search (one threshold, and two-sided: each end of a signed
+    range searched alone), ACIQ (Laplace) and KL (TensorRT). Three policies:
     every layer's output at ``b`` bits, the logits included (the target's),
     all ranges observed at once on float activations; the same but
     the logits at 8; and every output at ``b`` calibrated *sequentially*
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import sys
 import time
@@ -95,6 +97,7 @@ METHODS = {
     "min-max": MinMaxObserver,
     "percentile": PercentileObserver,
     "MSE": MSEObserver,
+    "MSE two-sided": functools.partial(MSEObserver, two_sided=True),
     "ACIQ": ACIQObserver,
     "KL": KLObserver,
 }

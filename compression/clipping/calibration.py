@@ -219,25 +219,65 @@ class MSEObserver(ClippingObserver):
     not), which it simulates exactly. PyTorch's ``HistogramObserver``
     searches the same kind of error over its histogram.
 
+    **Two-sided search** (``two_sided=True``). One threshold clips both ends
+    by the same amount, but data with both signs, such as logits, are rarely
+    symmetric: a long negative tail and a short positive one. On an affine
+    grid (``symmetric=False``) the two ends can move separately, so starting
+    from ``[-T*, T*]`` the search then minimises over the upper end with the
+    lower one fixed, the lower with the upper fixed, and repeats until
+    neither moves (coordinate descent over the same candidate edges)::
+
+        hi <- argmin_h  mse(lo, h);   lo <- argmin_l  mse(l, hi);   ...
+
+    Each step only accepts a smaller error, so the result is never worse
+    than the one-threshold search; it is a local optimum of the search over
+    all (lower, upper) pairs, not always the best pair (within 1% of it in
+    the tests), at a cost of a few hundred error evaluations instead of
+    hundreds of thousands. Data of one sign (ReLU outputs) and
+    symmetric grids are unaffected. Off by default so that a saved
+    quantizer reloads with the range it was saved with.
+
     Parameters
     ----------
     bins : int, default 2048
     max_candidates : int, default 512
         At most this many candidates, evenly spaced bin edges (every edge
         when the data span fewer bins).
+    two_sided : bool, default False
+        Search the lower and upper end separately for signed data.
 
     >>> obs = MSEObserver(bins=64)
     >>> obs.observe(np.array([1.0, 2.0, 3.0] * 100 + [30.0]))
     >>> [round(float(obs.range(bits)[1]), 2) for bits in (2, 8)]   # clip hard at 2 bits, not at 8
     [8.91, 30.0]
+
+    Data of both signs, 900 values in [-12, 0] and 100 in [0, 4], at 3 bits:
+    one threshold can only trim the long end; two-sided also trims the
+    short, sparse one, where fewer values pay for the clipping:
+
+    >>> x = np.concatenate([np.linspace(-12.0, 0.0, 900), np.linspace(0.0, 4.0, 100)])
+    >>> for two_sided in (False, True):
+    ...     obs = MSEObserver(bins=256, two_sided=two_sided)
+    ...     obs.observe(x)
+    ...     print([round(float(v), 2) for v in obs.range(3)])
+    [-11.2, 4.0]
+    [-11.2, 1.92]
     """
 
-    def __init__(self, bins: int = DEFAULT_BINS, max_candidates: int = 512) -> None:
+    #: Upper bound on the rounds of the two-sided search (each round moves both ends).
+    MAX_ROUNDS = 8
+
+    def __init__(
+        self, bins: int = DEFAULT_BINS, max_candidates: int = 512, two_sided: bool = False
+    ) -> None:
         if isinstance(max_candidates, bool) or not isinstance(max_candidates, int | np.integer):
             raise TypeError(f"max_candidates must be an integer, got {max_candidates!r}")
         if max_candidates < 1:
             raise ValueError(f"max_candidates must be at least 1, got {max_candidates}")
+        if not isinstance(two_sided, bool | np.bool_):
+            raise TypeError(f"two_sided must be True or False, got {two_sided!r}")
         self.max_candidates = int(max_candidates)
+        self.two_sided = bool(two_sided)
         super().__init__(bins)
 
     def candidates(self) -> np.ndarray:
@@ -268,5 +308,42 @@ class MSEObserver(ClippingObserver):
         )
         return best
 
+    def clip_range(
+        self, bits: int, symmetric: bool, narrow_range: bool, power_of_two: bool
+    ) -> tuple[float, float]:
+        """The one-threshold range, then (``two_sided``, signed data) each end searched alone."""
+        lo, hi = super().clip_range(bits, symmetric, narrow_range, power_of_two)
+        x_min, x_max = float(self.min_val), float(self.max_val)
+        if not self.two_sided or symmetric or not x_min < 0 < x_max:
+            return lo, hi
+        values, counts = self.signed_values()
+        edges = self.candidates()
+        uppers = np.append(edges[edges < x_max], x_max)
+        lowers = np.append(-edges[-edges > x_min], x_min)
+
+        def mse(a: float, b: float) -> float:
+            return quantization_mse(
+                values, a, b, bits, counts, symmetric, narrow_range, power_of_two
+            )
+
+        best = mse(lo, hi)
+        for _ in range(self.MAX_ROUNDS):
+            moved = False
+            errors = [mse(lo, h) for h in uppers]
+            i = int(np.argmin(errors))
+            if errors[i] < best:
+                best, hi, moved = errors[i], float(uppers[i]), True
+            errors = [mse(a, hi) for a in lowers]
+            i = int(np.argmin(errors))
+            if errors[i] < best:
+                best, lo, moved = errors[i], float(lowers[i]), True
+            if not moved:
+                break
+        return lo, hi
+
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "max_candidates": self.max_candidates}
+        return {
+            **super().get_config(),
+            "max_candidates": self.max_candidates,
+            "two_sided": self.two_sided,
+        }
