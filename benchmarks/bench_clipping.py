@@ -229,7 +229,7 @@ def run_calibration(data, seeds, mini: bool, quiet: bool, out_dir: Path) -> list
     for policy in POLICIES:
         means = all_means[policy] = {}
         print(f"  {policy}: mean held-out accuracy over seeds")
-        print("    bits " + "".join(f"{m:>12}" for m in METHODS))
+        print("    bits " + "".join(f"{m:>15}" for m in METHODS))
         for bits in CALIBRATION_BITS:
             for m in METHODS:
                 picked = [
@@ -238,7 +238,7 @@ def run_calibration(data, seeds, mini: bool, quiet: bool, out_dir: Path) -> list
                     if r["policy"] == policy and r["bits"] == bits and r["method"] == m
                 ]
                 means[(bits, m)] = float(np.mean(picked))
-            print(f"    {bits:>4} " + "".join(f"{means[(bits, m)]:>12.2%}" for m in METHODS))
+            print(f"    {bits:>4} " + "".join(f"{means[(bits, m)]:>15.2%}" for m in METHODS))
         widths = [r["bit_widths"] for r in rows if r["policy"] == policy and r["bits"] == 3]
         print(f"    bit widths at 3 bits: {widths[-1]}")
         ok = True
