@@ -517,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "teacher": asdict(TEACHER),
         "student": asdict(STUDENT),
+        "distilled": asdict(DISTILLED),
         "hinton_T": HINTON_T,
         "alpha": HINTON_ALPHA,
         "sizes_T": SIZES_T,
