@@ -18,7 +18,9 @@ For each seed and each budget ``B = float32 bytes / k`` (``k`` = 20, 40, 60, 80)
    of the recipe's learning rate, cosine, distilled from the dense model
    with ``T = 4, alpha = 0.7`` as in ``bench_pruning``'s target, the same
    batches for both), masks and frozen quantizers kept; the real file is
-   checked against ``B`` and the target lowered if it is over.
+   checked against ``B`` and the target lowered if it is over; a file still
+   over after three attempts is trimmed to fit (``trim_to_budget``: more
+   of the largest layer's smallest weights pruned, no retraining).
 
 Reported: held-out accuracy before and after fine-tuning, the real file
 bytes, per budget the mean difference allocator - uniform over seeds. The
