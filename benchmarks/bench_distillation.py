@@ -13,6 +13,8 @@ the teacher's soft targets at T = 20 made 74. Here, on the protocol's split
     python benchmarks/bench_distillation.py --experiment sizes         # alone vs distilled by width
     python benchmarks/bench_distillation.py --experiment bytes         # vs pruned and quantized teacher
     python benchmarks/bench_distillation.py --experiment hinton --teacher-epochs 80 --student-epochs 60
+    python benchmarks/bench_distillation.py --experiment sizes --validation --teacher-epochs 80
+    python benchmarks/bench_distillation.py --experiment sizes --teacher-epochs 80   # reads that choice
 
 Every experiment reuses the teachers, cached in ``benchmarks/.cache/``
 (trained once, about 7 min of CPU per seed). The students train on the
@@ -291,10 +293,21 @@ def run_temperature(data, seeds, tag, quiet) -> list[dict]:
 
 
 def sizes_choice(tag: str) -> dict[int, tuple[float, float]]:
-    """Each width's ``(T, alpha)``: the validation run's choice if it exists, else the fixed pair."""
-    path = RESULTS / f"distillation_sizes_validation{'_mini' if tag == 'mini' else ''}.json"
-    if not path.exists():
-        print(f"  no {path.name}: every width at T={SIZES_T:g}, alpha={SIZES_ALPHA:g}")
+    """Each width's ``(T, alpha)``: the validation run's choice if it exists, else the fixed pair.
+
+    The choice made with this run's teacher epochs
+    (``distillation_sizes_validation_teacher<E>.json``) if there is one,
+    else the one made with the default teacher.
+    """
+    mini = "_mini" if tag == "mini" else ""
+    paths = [RESULTS / f"distillation_sizes_validation{mini}.json"]
+    if TEACHER.epochs != DEFAULT_TEACHER_EPOCHS:
+        paths.insert(
+            0, RESULTS / f"distillation_sizes_validation_teacher{TEACHER.epochs}{mini}.json"
+        )
+    path = next((p for p in paths if p.exists()), None)
+    if path is None:
+        print(f"  no {paths[-1].name}: every width at T={SIZES_T:g}, alpha={SIZES_ALPHA:g}")
         return {h: (SIZES_T, SIZES_ALPHA) for h in WIDTHS}
     chosen = json.loads(path.read_text())["chosen"]
     print(f"  (T, alpha) per width from {path.name} (chosen on validation): {chosen}")
@@ -319,6 +332,11 @@ def run_sizes_validation(data, seeds, tag, quiet) -> dict:
                 rows[-1]["errors"] = errors(kd, data)
                 line += f", T={T:g} a={alpha:g} {rows[-1]['errors']}"
             print(line, flush=True)
+    return {"rows": rows, "chosen": choose_per_width(rows)}
+
+
+def choose_per_width(rows: list[dict]) -> dict[str, list[float]]:
+    """Per width, the pair with the fewest mean validation errors over the rows' seeds."""
     chosen = {}
     for h in WIDTHS:
         mean = {
@@ -334,7 +352,7 @@ def run_sizes_validation(data, seeds, tag, quiet) -> dict:
             f"alpha={chosen[str(h)][1]:g} ({min(mean.values()):.1f} validation errors)",
             flush=True,
         )
-    return {"rows": rows, "chosen": chosen}
+    return chosen
 
 
 def run_sizes(data, seeds, tag, quiet) -> list[dict]:
