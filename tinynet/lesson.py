@@ -44,6 +44,7 @@ stub is still there, and re-raises a failed check as
 
 from __future__ import annotations
 
+import ast
 import datetime
 import inspect
 import linecache
@@ -275,10 +276,31 @@ def failed_check(tb: TracebackType | None, frame: FrameType | None) -> str:
         if f is frame:
             chosen = summary
     first = chosen.lineno or 0
-    last = getattr(chosen, "end_lineno", None) or first  # end_lineno: Python 3.11+
+    last = getattr(chosen, "end_lineno", None)  # Python 3.11+
+    if last is None:  # Python 3.10: the statement's last line from the parsed source
+        last = statement_end(chosen.filename, first)
     lines = [linecache.getline(chosen.filename, n).strip() for n in range(first, last + 1)]
     text = " ".join(line for line in lines if line)
     return text or f"line {first}"
+
+
+def statement_end(filename: str, first: int) -> int:
+    """The last line of the shortest statement that starts on line ``first`` of ``filename``.
+
+    Python 3.10's tracebacks give only the line a statement starts on; the
+    parsed source (``ast`` nodes carry ``end_lineno``) gives where it ends.
+    ``first`` itself when the source is unknown or does not parse.
+    """
+    try:
+        tree = ast.parse("".join(linecache.getlines(filename)))
+    except (SyntaxError, ValueError):
+        return first
+    ends = [
+        node.end_lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.stmt) and node.lineno == first and node.end_lineno
+    ]
+    return min(ends, default=first)
 
 
 class ExerciseCheck:

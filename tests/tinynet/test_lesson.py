@@ -279,3 +279,19 @@ def test_other_errors_propagate_unchanged(capsys):
 def test_exercise_number_must_be_lesson_dot_index(number):
     with pytest.raises(ValueError, match=r'"<lesson>\.<index>"'):
         lesson.exercise(number)
+
+
+def test_statement_end_finds_where_a_multiline_statement_ends(tmp_path):
+    # Python 3.10's tracebacks give only a statement's first line; the parsed
+    # source gives its last (the path every version can run, tested on each).
+    from tinynet.lesson import statement_end
+
+    cell = tmp_path / "cell.py"
+    cell.write_text("with open('x') as f:\n    x = 0\n    assert (x ==\n        1)\ny = 2\n")
+    assert statement_end(str(cell), 3) == 4
+    assert statement_end(str(cell), 5) == 5
+    assert statement_end(str(cell), 1) == 4  # the with block: its own last line
+    broken = tmp_path / "broken.py"
+    broken.write_text("assert (x ==\n")
+    assert statement_end(str(broken), 1) == 1  # does not parse: the line itself
+    assert statement_end(str(tmp_path / "missing.py"), 7) == 7
