@@ -131,6 +131,8 @@ def setup(
     base: tuple[float, ...] | None = None,
     share_lr: float | None = None,
     layer_final: dict[str, float] | None = None,
+    T: float = 4.0,
+    alpha: float = 0.7,
 ) -> Setup:
     """The base rounds plus ``extra``; ``bench_pruning``'s epochs and learning rate.
 
@@ -141,6 +143,8 @@ def setup(
     ``layer_final`` gives each layer its own final sparsity (``scope="layer"``):
     every round then prunes each layer to its final sparsity times the
     round's share of the last global one (the same number of rounds, ramped alike).
+    ``T`` and ``alpha`` are the retraining's distillation from the dense model
+    (``alpha = 0``: the labels alone).
     """
     epochs, default_lr = (6, 0.02) if name == "lenet_300_100" else (3, 0.01)
     epochs = round_epochs or epochs
@@ -158,7 +162,7 @@ def setup(
         bits=bits_for(name, conv, fc),
         share_epochs=share_epochs,
     )
-    return Setup(recipe, default_lr if lr is None else lr, share_lr=share_lr)
+    return Setup(recipe, default_lr if lr is None else lr, T=T, alpha=alpha, share_lr=share_lr)
 
 
 #: The learning-rate-rewinding candidates: fewer, longer rounds at the dense rate.
@@ -211,6 +215,14 @@ CANDIDATES = {
             4,
             layer_final={"1.weight": 0.946, "3.weight": 0.90, "5.weight": 0.74},
         ),
+        # ... and the retraining's distillation from the dense model (T 4,
+        # alpha 0.7 everywhere above): without it, and at other T and alpha.
+        "94% 6b labels only": setup("lenet_300_100", (0.94,), 6, 6, 4, T=1.0, alpha=0.0),
+        "94% 6b T 1 a 1": setup("lenet_300_100", (0.94,), 6, 6, 4, T=1.0, alpha=1.0),
+        "94% 6b T 2 a 0.7": setup("lenet_300_100", (0.94,), 6, 6, 4, T=2.0, alpha=0.7),
+        "94% 6b T 2 a 1": setup("lenet_300_100", (0.94,), 6, 6, 4, T=2.0, alpha=1.0),
+        "94% 6b T 4 a 1": setup("lenet_300_100", (0.94,), 6, 6, 4, T=4.0, alpha=1.0),
+        "94% 6b T 8 a 1": setup("lenet_300_100", (0.94,), 6, 6, 4, T=8.0, alpha=1.0),
     },
     # Trimmed at stop 13 to what the machine affords (about 25 min per seed on
     # validation): 95% 8/5b is the target's recipe (49x held-out), the rest push.
