@@ -13,6 +13,7 @@ the teacher's soft targets at T = 20 made 74. Here, on the protocol's split
     python benchmarks/bench_distillation.py --experiment sizes         # alone vs distilled by width
     python benchmarks/bench_distillation.py --experiment bytes         # vs pruned and quantized teacher
     python benchmarks/bench_distillation.py --experiment hinton --teacher-epochs 80 --student-epochs 60
+    python benchmarks/bench_distillation.py --experiment hinton --validation --teacher-epochs 80
     python benchmarks/bench_distillation.py --experiment sizes --validation --teacher-epochs 80
     python benchmarks/bench_distillation.py --experiment sizes --teacher-epochs 80   # reads that choice
 
