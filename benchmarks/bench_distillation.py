@@ -30,10 +30,10 @@ Every experiment reuses the teachers, cached in ``benchmarks/.cache/``
 clipping, see :data:`DISTILLED`). Settings were fixed on validation or
 before looking at held-out, never tuned on it: the numbers printed are the
 first run's; a changed setting (``--teacher-epochs``, ``--teacher-dropout``,
-``--student-epochs``) writes a file of its own beside the first. Measured here (README): the
-distilled 800-800 student closed 71% of the gap on validation but 6% on
-held-out with 40-epoch teachers; with 80-epoch ones 67% on three validation
-seeds but 34% on held-out (40% with 60-epoch
+``--student-epochs``) writes a file of its own beside the first. Measured
+here (README): the distilled 800-800 student closed 71% of the gap on
+validation but 6% on held-out with 40-epoch teachers; with 80-epoch ones
+67% on three validation seeds but 34% on held-out (40% with 60-epoch
 students, only because the student alone got worse); the best T for 30
 units was 1-2; distilled students were ahead of trained-alone ones at four
 or five widths of six, not all. With the 80-epoch teacher at dropout 0.1 /
