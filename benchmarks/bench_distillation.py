@@ -198,13 +198,15 @@ def teacher(data, seed: int, tag: str, quiet: bool):
 
 def settings_suffix() -> str:
     """What a result file's name gains from non-default settings: ``_teacher80_dropout0.1-0.4``."""
-    name = ""
-    if TEACHER.epochs != DEFAULT_TEACHER_EPOCHS:
-        name += f"_teacher{TEACHER.epochs}"
-    name += dropout_suffix()
+    name = epochs_suffix() + dropout_suffix()
     if STUDENT.epochs != DEFAULT_STUDENT_EPOCHS:
         name += f"_students{STUDENT.epochs}"
     return name
+
+
+def epochs_suffix() -> str:
+    """``""`` for the default teacher epochs, else ``"_teacher<E>"``."""
+    return "" if TEACHER.epochs == DEFAULT_TEACHER_EPOCHS else f"_teacher{TEACHER.epochs}"
 
 
 def dropout_suffix() -> str:
@@ -332,7 +334,7 @@ def sizes_choice(tag: str) -> dict[int, tuple[float, float]]:
     else the one made with the default teacher.
     """
     mini = "_mini" if tag == "mini" else ""
-    epochs = f"_teacher{TEACHER.epochs}" if TEACHER.epochs != DEFAULT_TEACHER_EPOCHS else ""
+    epochs = epochs_suffix()
     suffixes = dict.fromkeys([epochs + dropout_suffix(), epochs, ""])  # unique, in order
     paths = [RESULTS / f"distillation_sizes_validation{s}{mini}.json" for s in suffixes]
     path = next((p for p in paths if p.exists()), None)
