@@ -19,6 +19,8 @@ values for a smaller one on all the rest. Read in this order:
 ``aciq``            the analytic optimum for Laplace and Gaussian data (Banner
                     et al. 2019), and the error curve it minimises
 ``entropy``         KL-divergence calibration as TensorRT does it (Migacz 2017)
+``logits``          the logits' range chosen by the softmax's cross entropy
+                    (Nagel et al. 2021): the error that matters for a classifier
 ``technique``       the ``PTQ + clipping`` entry of the sweep (imported by it)
 ==================  ===========================================================
 
@@ -81,6 +83,10 @@ from compression.clipping.histogram import (
     clipped_range,
     merge_bins,
 )
+from compression.clipping.logits import (
+    CrossEntropyObserver,
+    softmax_cross_entropy,
+)
 from compression.clipping.weights import (
     ClipWeights,
     WeightClip,
@@ -107,6 +113,7 @@ __all__ = [
     # calibration
     "ACIQObserver",
     "ClippingObserver",
+    "CrossEntropyObserver",
     "DISTRIBUTIONS",
     "KLObserver",
     "MSEObserver",
@@ -126,4 +133,5 @@ __all__ = [
     "quantization_mse",
     "quantize_distribution",
     "smooth_distribution",
+    "softmax_cross_entropy",
 ]

@@ -30,6 +30,7 @@ range when the quantizer asks for one at a given bit width (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -291,22 +292,33 @@ class MSEObserver(ClippingObserver):
         edges = np.arange(stride, n_edges, stride) * width
         return np.append(edges, top)
 
+    def error_function(
+        self, bits: int, symmetric: bool, narrow_range: bool, power_of_two: bool
+    ) -> Callable[[float, float], float]:
+        """``error(x_min, x_max)``: the quantity the search minimises on this grid.
+
+        Here the mean squared error over the histogram
+        (:func:`quantization_mse`); a subclass may measure another error of
+        the same range (``logits.CrossEntropyObserver``: the softmax's).
+        """
+        values, counts = self.signed_values()
+
+        def error(x_min: float, x_max: float) -> float:
+            return quantization_mse(
+                values, x_min, x_max, bits, counts, symmetric, narrow_range, power_of_two
+            )
+
+        return error
+
     def threshold(
         self, bits: int, symmetric: bool, narrow_range: bool, power_of_two: bool
     ) -> float:
-        values, counts = self.signed_values()
-        best, _ = mse_search(
-            values,
-            self.candidates(),
-            bits,
-            counts,
-            float(self.min_val),
-            float(self.max_val),
-            symmetric,
-            narrow_range,
-            power_of_two,
-        )
-        return best
+        """The candidate ``T`` whose range ``clipped_range(min, max, T)`` errs least."""
+        error = self.error_function(bits, symmetric, narrow_range, power_of_two)
+        x_min, x_max = float(self.min_val), float(self.max_val)
+        candidates = self.candidates()
+        errors = [error(*clipped_range(x_min, x_max, t)) for t in candidates]
+        return float(candidates[int(np.argmin(errors))])
 
     def clip_range(
         self, bits: int, symmetric: bool, narrow_range: bool, power_of_two: bool
@@ -316,24 +328,18 @@ class MSEObserver(ClippingObserver):
         x_min, x_max = float(self.min_val), float(self.max_val)
         if not self.two_sided or symmetric or not x_min < 0 < x_max:
             return lo, hi
-        values, counts = self.signed_values()
+        error = self.error_function(bits, symmetric, narrow_range, power_of_two)
         edges = self.candidates()
         uppers = np.append(edges[edges < x_max], x_max)
         lowers = np.append(-edges[-edges > x_min], x_min)
-
-        def mse(a: float, b: float) -> float:
-            return quantization_mse(
-                values, a, b, bits, counts, symmetric, narrow_range, power_of_two
-            )
-
-        best = mse(lo, hi)
+        best = error(lo, hi)
         for _ in range(self.MAX_ROUNDS):
             moved = False
-            errors = [mse(lo, h) for h in uppers]
+            errors = [error(lo, h) for h in uppers]
             i = int(np.argmin(errors))
             if errors[i] < best:
                 best, hi, moved = errors[i], float(uppers[i]), True
-            errors = [mse(a, hi) for a in lowers]
+            errors = [error(a, hi) for a in lowers]
             i = int(np.argmin(errors))
             if errors[i] < best:
                 best, lo, moved = errors[i], float(lowers[i]), True

@@ -132,6 +132,22 @@ def _bits_for(bits: int | Mapping[str, int], names: list[str], what: str) -> dic
     return dict.fromkeys(names, bits)
 
 
+def _observers_for(
+    observer: Callable[[], Observer] | Mapping[str, Callable[[], Observer]], names: list[str]
+) -> dict[str, Callable[[], Observer]]:
+    """``{name: observer factory}``: one factory for every name, or the given dict (checked)."""
+    if not isinstance(observer, Mapping):
+        return dict.fromkeys(names, observer)
+    unknown = [n for n in observer if n not in names]
+    missing = [n for n in names if n not in observer]
+    if unknown or missing:
+        raise ValueError(
+            f"observer dict must name every quantized module {names}; "
+            f"unknown: {unknown}, missing: {missing}"
+        )
+    return dict(observer)
+
+
 def _has_quantizer(transforms: list[Any]) -> bool:
     return any(isinstance(t, WEIGHT_QUANTIZERS + OUTPUT_QUANTIZERS) for t in transforms)
 
@@ -207,7 +223,7 @@ def quantize_activations(
     model: Module,
     batches: Any,
     bits: int | Mapping[str, int] = 8,
-    observer: Callable[[], Observer] = MinMaxObserver,
+    observer: Callable[[], Observer] | Mapping[str, Callable[[], Observer]] = MinMaxObserver,
     layers: list[str] | None = None,
     symmetric: bool = False,
     batch_size: int = 256,
@@ -228,8 +244,11 @@ def quantize_activations(
         Calibration inputs (a few hundred training images are plenty).
     bits : int or dict of str -> int, default 8
         One width, or ``{module name: bits}``.
-    observer : callable returning an Observer, default MinMaxObserver
-        A class (``MovingAverageMinMaxObserver``) or any factory.
+    observer : callable returning an Observer, or dict of str -> such callables
+        A class (``MovingAverageMinMaxObserver``) or any factory, for every
+        target; or ``{module name: factory}`` naming every target (each
+        layer its own calibrator, e.g. ``CrossEntropyObserver`` for the
+        logits only). Default ``MinMaxObserver``.
     layers : list of str, optional
         Module names; default :func:`activation_targets`.
     symmetric : bool, default False
@@ -247,9 +266,12 @@ def quantize_activations(
     names = activation_targets(model) if layers is None else list(layers)
     widths = _bits_for(bits, names, "quantized module")
     modules = _target_modules(model, list(widths))
+    factories = _observers_for(observer, list(widths))
     steps = [list(widths)] if not sequential else [[name] for name in widths]
     for step in steps:
-        observers = calibrate(model, {name: observer() for name in step}, batches, batch_size)
+        observers = calibrate(
+            model, {name: factories[name]() for name in step}, batches, batch_size
+        )
         for name in step:
             quantizer = ActivationQuantize.from_observer(
                 observers[name], widths[name], symmetric=symmetric
