@@ -314,7 +314,7 @@ def plot_calibration(means: dict, seeds: int, path: Path) -> None:
         f"LeNet-5, 8-bit weights, every output at b bits: ranges by method (mean of {seeds} seeds)",
         fontsize=9,
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.savefig(path, dpi=120, bbox_inches="tight")
     print(f"  wrote {path}")
 
