@@ -33,10 +33,12 @@ own calibrator::
     observers[targets[-1]] = CrossEntropyObserver
     quantize_activations(model, x_calib, bits=3, observer=observers)
 
-On LeNet-5 at 3 bits this is most of what calibration can win: the
-logits' range shrinks from min-max's ``[-16, 32]`` to about ``[-1, 15]``
-(every negative logit becomes about 0, which does not change the
-prediction), see ``benchmarks/bench_clipping.py``.
+On LeNet-5 with every output at 3 bits (``benchmarks/bench_clipping.py``)
+the logits' range of seed 0 goes from min-max's ``[-15.0, 30.6]`` and
+two-sided MSE's ``[-9.8, 19.9]`` to ``[-0.6, 14.8]``: every negative logit
+becomes about 0, which changes almost no prediction. Held-out accuracy,
+mean of 3 seeds: 97.72% (min-max), 98.62% (two-sided MSE everywhere),
+98.86% (the same with this observer on the logits).
 """
 
 from __future__ import annotations
@@ -105,6 +107,16 @@ class CrossEntropyObserver(MSEObserver):
     max_rows : int, default 4096
         Rows (images) kept for the error; later ones only enter the
         histogram and the extremes. 1,000 calibration images fit.
+    classes : int, optional
+        Logits per row. Default: taken from the first batch (given, it
+        sizes ``rows`` before anything is observed, as loading needs).
+
+    Attributes
+    ----------
+    rows : ndarray of float32, shape (max_rows, classes)
+        The first ``n_rows`` observed rows (the rest zeros); saved state,
+        like the histogram (``bake_ranges`` replaces both by the range).
+    n_rows : ndarray of int64, shape ()
 
     Raises
     ------

@@ -15,6 +15,7 @@ import pytest
 import tinynet
 from compression.clipping import (
     ACIQObserver,
+    CrossEntropyObserver,
     KLObserver,
     MSEObserver,
     PercentileObserver,
@@ -391,7 +392,9 @@ def calibration_set():
     return x
 
 
-@pytest.mark.parametrize("make", OBSERVERS, ids=IDS)
+@pytest.mark.parametrize(
+    "make", [*OBSERVERS, CrossEntropyObserver], ids=[*IDS, "cross-entropy (logits)"]
+)
 def test_activation_quantize_from_each_calibrator_saves_and_loads(make, tmp_path):
     x = calibration_set()
     model = mlp()

@@ -2,7 +2,8 @@
 
 The error by hand and against PyTorch, the search against every pair of
 candidate ends, the prediction it keeps against MSE's, per-module observers
-in ``quantize_activations``, save and load, and the error messages.
+in ``quantize_activations``, and the error messages. Save and load: with the
+other calibrators in ``test_clipping_calibration.py``.
 """
 
 import functools
@@ -12,12 +13,7 @@ import pytest
 
 import tinynet
 from compression.clipping import CrossEntropyObserver, MSEObserver, softmax_cross_entropy
-from compression.quantization import (
-    OBSERVER_TYPES,
-    ActivationQuantize,
-    calibrate,
-    quantize_activations,
-)
+from compression.quantization import calibrate, quantize_activations
 from compression.quantization.affine import fake_quantize, qparams, qrange
 from tinynet.losses import softmax
 
@@ -152,27 +148,3 @@ def test_one_observer_per_module_in_quantize_activations():
             {"0": CrossEntropyObserver()},
             np.zeros((2, 1, 5, 5), dtype=np.float32),
         )
-
-
-def test_saves_and_loads(tmp_path):
-    x = calibration_set()
-    model = mlp()
-    obs = calibrate(model, {"2": CrossEntropyObserver(bins=256)}, x)["2"]
-    quantizer = ActivationQuantize.from_observer(obs, 3)
-    model[2].add_output_transform(quantizer)
-    model.eval()
-    with tinynet.no_grad():
-        expected = model(x)
-    tinynet.save(model, tmp_path / "m.npz")
-    fresh = mlp()
-    fresh.load_state_dict(tinynet.load(tmp_path / "m.npz"))
-    loaded = fresh[2].output_transforms[0]
-    assert type(loaded.observer) is CrossEntropyObserver
-    assert loaded.observer.get_config() == obs.get_config()
-    assert int(loaded.observer.n_rows) == 200
-    with tinynet.no_grad():
-        np.testing.assert_array_equal(fresh.eval()(x), expected)
-    clone = OBSERVER_TYPES["CrossEntropyObserver"].from_config(obs.get_config())
-    for name, array in obs.named_state():
-        clone.set_state(name, array)
-    np.testing.assert_array_equal(clone.range(3), obs.range(3))
