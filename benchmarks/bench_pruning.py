@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_accuracy import (  # noqa: E402
     RECIPES,
     SHARED_MNIST,
+    Recipe,
     machine,
     make_loader,
     make_optimizer,
@@ -158,9 +159,15 @@ def load_data(mini: bool, root: Path | None):
     )
 
 
-def dense_baseline(name: str, data, seed: int, tag: str, quiet: bool) -> tinynet.Module:
-    """The recipe's trained model for ``seed`` on ``data`` (cache key ``tag``), cached."""
-    recipe = RECIPES[name]
+def dense_baseline(
+    name: str, data, seed: int, tag: str, quiet: bool, recipe: Recipe | None = None
+) -> tinynet.Module:
+    """The recipe's trained model for ``seed`` on ``data`` (cache key ``tag``), cached.
+
+    ``recipe`` replaces ``RECIPES[name]``; give it its own ``tag``, since the
+    cache file is named by the tag and the epochs only.
+    """
+    recipe = RECIPES[name] if recipe is None else recipe
     path = CACHE / f"{name}_{tag}_seed{seed}_epochs{recipe.epochs}.npz"
     model = recipe.build()
     if path.exists():
