@@ -304,6 +304,7 @@ def run_one(
     ``recipe`` replaces ``RECIPES[name]`` for the dense model and every
     retraining; ``tag`` must then name it (it names every cache file).
     """
+    recipe = RECIPES[name] if recipe is None else recipe
     dense = dense_baseline(name, data, seed, tag, quiet, recipe)
     result = deep_compression(
         dense,
@@ -314,7 +315,7 @@ def run_one(
         lr=s.lr if s.share_lr is None else s.share_lr,  # the centroids' base rate
         seed=seed,
         # the dense baseline's own cache name, then the retraining settings
-        cache_key=f"{name}_{tag}_seed{seed}_epochs{(recipe or RECIPES[name]).epochs}_{s.key()}",
+        cache_key=f"{name}_{tag}_seed{seed}_epochs{recipe.epochs}_{s.key()}",
         fresh=fresh,
         log=log,
     )
@@ -487,7 +488,10 @@ def run_shifted(name, data, seeds, mini: bool, fresh: bool, quiet: bool, jitter:
             try:
                 result = run_one(name, val, run_tag, seed, s, fresh, quiet, recipe=recipe)
             except tinynet.TrainingDiverged as err:
-                print(f"  {shift} px seed {seed} SKIPPED: the dense model diverged ({err})")
+                print(
+                    f"  {shift} px seed {seed} SKIPPED: the dense model diverged ({err})",
+                    flush=True,
+                )
                 continue
             rows.append(row_of(name, seed, result, f"{shift} px"))
             print(f"  {shift} px seed {seed}: {stage_line(result)}", flush=True)
