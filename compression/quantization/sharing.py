@@ -159,8 +159,14 @@ class SharedWeights(Transform):
     @classmethod
     def from_config(cls, config: dict[str, Any], shape: tuple[int, ...]) -> SharedWeights:
         k = config.get("k")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"SharedWeights config needs an integer k >= 1, got {k!r}")
+        size = int(np.prod(shape))
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max(1, size):
+            # share_weights never makes more centroids than weights; the bound also keeps
+            # a hostile file from allocating a codebook of 2**31 entries.
+            raise ValueError(
+                f"SharedWeights config needs an integer k in 1..{max(1, size)} (at most one "
+                f"centroid per weight of shape {tuple(shape)}), got {k!r}"
+            )
         return cls(np.zeros(k), np.zeros(shape, dtype=np.int64))
 
     def __repr__(self) -> str:

@@ -278,7 +278,15 @@ def load_compressed(path: str | os.PathLike[str]) -> Module:
     payload = blob[PREFIX.size + header_length :]
     try:
         return _rebuild(header, payload)
-    except (KeyError, IndexError, TypeError, ValueError, OverflowError, RecursionError) as err:
+    except (
+        AttributeError,
+        KeyError,
+        IndexError,
+        TypeError,
+        ValueError,
+        OverflowError,
+        RecursionError,
+    ) as err:
         raise fail(
             str(err) if isinstance(err, ValueError) else f"malformed header ({err!r})"
         ) from None
@@ -341,6 +349,11 @@ def _rebuild(header: Any, payload: bytes) -> Module:
     shapes = {n: p.shape for n, p in slots} | {n: b.shape for n, b in buffers}
     shapes |= {n: np.shape(array) for n, (array, _) in outputs.items()}
     for entry, segments in zip(entries, segment_lists):
+        if not isinstance(entry["meta"], dict):
+            raise ValueError(
+                f"tensor {entry['name']!r}: 'meta' must be a JSON object, "
+                f"got {type(entry['meta']).__name__}"
+            )
         try:
             declared = entry["meta"].get("shape", list(shapes[entry["name"]]))
             if declared != list(shapes[entry["name"]]):  # before allocating anything

@@ -1,6 +1,8 @@
 """Shared, binary and ternary weights in the compressed file: true bit cost, exact round trips."""
 
+import json
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from compression.quantization.binary import binarize, ternarize
 from compression.quantization.sharing import deep_compression_bits, share_weights
 from compression.quantization.storage_sharing import encode_binary, encode_shared_weights
 from compression.storage import load_compressed, plan_container, save_compressed, size_report
+from compression.storage.container import CompressedFileError
 from compression.storage.encoded import decode_tensor
 from compression.storage.tensor import encode_parameter
 from tinynet import Linear, ReLU, Sequential
@@ -176,6 +179,23 @@ def test_a_damaged_layout_is_refused():
         encode_shared_weights(np.array([0, 2]), np.zeros(2, np.float32))
     with pytest.raises(ValueError, match=r"layouts \['dense'\] do not apply here"):
         encode_shared_weights(np.array([0, -1]), np.zeros(2, np.float32), formats=("dense",))
+
+
+def test_a_file_whose_codebook_outnumbers_its_weights_is_refused_before_allocating(tmp_path):
+    # k is read from the header before any array: a hostile k of 2**31 must not allocate 8 GB
+    model = mlp()
+    share_weights(model, bits=2)
+    path = tmp_path / "shared.tnc"
+    save_compressed(model, path)
+    blob = path.read_bytes()
+    (length,) = struct.unpack_from("<I", blob, 10)
+    header = json.loads(blob[14 : 14 + length])
+    for k in (601, 2**31):  # the first layer has 30 x 20 = 600 weights
+        header["transforms"]["0.weight"][0]["config"]["k"] = k
+        text = json.dumps(header).encode()
+        path.write_bytes(blob[:10] + struct.pack("<I", len(text)) + text + blob[14 + length :])
+        with pytest.raises(CompressedFileError, match=rf"k in 1..600 .*got {k}"):
+            load_compressed(path)
 
 
 # ------------------------------------------------------------ binary, ternary

@@ -262,6 +262,17 @@ def test_tensor_meta_that_does_not_match_the_segments(good_file):
     refused(good_file, join(prefix, header, payload), "0.bias")
 
 
+def test_entries_that_are_not_json_objects_are_refused(good_file):
+    # found by mutating every value of a real header: each came out as an AttributeError
+    original = good_file.read_bytes()
+    prefix, header, payload = split(original)
+    header["tensors"][0]["meta"] = 0
+    refused(good_file, join(prefix, header, payload), "'meta' must be a JSON object, got int")
+    prefix, header, payload = split(original)
+    header["tensors"][0] = {}
+    refused(good_file, join(prefix, header, payload), "malformed header")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_compressed(tmp_path / "nope.tnc")
