@@ -23,6 +23,7 @@ the page).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -105,7 +106,7 @@ def parse_idx(raw: bytes, name: str = "<IDX bytes>") -> np.ndarray:
         )
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: a hostile header cannot wrap
     got = len(raw) - header_len
     if got < expected:
         raise ValueError(

@@ -95,6 +95,11 @@ def test_write_idx_is_deterministic(tmp_path):
         (lambda raw: raw[:6], "truncated header"),
         (lambda raw: raw[:3], "too short"),
         (lambda raw: gzip.compress(raw, mtime=0)[:-5], "gzip data is corrupt or truncated"),
+        # four dimensions of 2**32 - 1: their product must not wrap around in int64
+        (
+            lambda raw: b"\x00\x00\x08\x04" + b"\xff" * 16 + raw[12:],
+            r"truncated: .* \(340282366604025813516997721482669850625 payload bytes\)",
+        ),
     ],
 )
 def test_bad_idx_files_are_refused_naming_the_file(tmp_path, mutate, message):
