@@ -122,6 +122,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.seed < 0:
         parser.error(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out must be a folder for the report; {str(args.out)!r} is a file")
     return args
 
 
@@ -334,7 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, DownloadError) as err:  # the message says what to download
         print(f"error: cannot load --dataset {args.dataset}:\n{err}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(
+            f"error: cannot create the report folder {str(out)!r}: {err.strerror}", file=sys.stderr
+        )
+        return 2
     images = {"train": len(data.y_train), "validation": len(data.y_val)}
     images["held-out"] = len(data.y_heldout)
     print(
