@@ -17,13 +17,16 @@ loads back to the stated number).
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import sys
 import time
 from pathlib import Path
 
 import tinynet
 from tinynet.data import DataLoader, load_mnist_mini, random_shift
 from tinynet.models import lenet_300_100
+from tinynet.train import TrainingDiverged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    if not math.isfinite(args.lr) or args.lr <= 0:
+        parser.error(f"--lr must be a positive number, got {args.lr}")
+    if args.seed < 0:
+        parser.error(f"--seed must be a non-negative integer, got {args.seed}")
+    try:  # before training, so that a bad --out costs nothing
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as err:
+        print(f"error: cannot create the folder {str(args.out)!r}: {err.strerror}", file=sys.stderr)
+        return 2
 
     start = time.perf_counter()
     data = load_mnist_mini()
@@ -67,17 +79,21 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         transform=lambda x, rng: random_shift(x, max_shift=1, rng=rng),
     )
-    history = tinynet.fit(
-        model,
-        train,
-        loss_fn,
-        optimizer,
-        epochs=args.epochs,
-        val=(x_val, y_val),
-        scheduler=scheduler,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
+    try:
+        history = tinynet.fit(
+            model,
+            train,
+            loss_fn,
+            optimizer,
+            epochs=args.epochs,
+            val=(x_val, y_val),
+            scheduler=scheduler,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    except TrainingDiverged as err:  # its message says what to try
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     result = tinynet.evaluate(model, data.x_heldout, data.y_heldout, loss_fn)
     elapsed = time.perf_counter() - start
     print(
@@ -87,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
         f"held-out accuracy {result['accuracy']:.2%} ({len(data.y_heldout)} images)"
     )
 
-    os.makedirs(args.out, exist_ok=True)
     path = args.out / "lenet_300_100.npz"
     tinynet.save(model, path)
     reloaded = lenet_300_100()

@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pytest
 
 import tinynet
 from tinynet.__main__ import main
@@ -21,9 +22,31 @@ def test_demo_trains_saves_and_reloads(tmp_path, capsys):
     assert all(np.all(np.isfinite(p.data)) for p in model.parameters())
 
 
-def test_demo_rejects_a_bad_epoch_count(capsys):
-    import pytest
-
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--lr", "-1"], "--lr must be a positive number, got -1.0"),
+        (["--lr", "nan"], "--lr must be a positive number, got nan"),
+        (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+    ],
+)
+def test_demo_rejects_bad_arguments(args, message, capsys):
     with pytest.raises(SystemExit):
-        main(["--epochs", "0"])
-    assert "--epochs must be at least 1, got 0" in capsys.readouterr().err
+        main(args)
+    assert message in capsys.readouterr().err
+
+
+def test_demo_says_before_training_when_its_folder_cannot_be_made(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    assert main(["--out", str(tmp_path / "a_file" / "demo"), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "error: cannot create the folder" in captured.err
+    assert "data:" not in captured.out  # nothing was loaded or trained
+
+
+def test_a_diverging_demo_stops_with_what_to_do(tmp_path, capsys):
+    assert main(["--lr", "1e9", "--epochs", "1", "--quiet", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "error: loss became nan" in err and "lower the learning rate" in err
+    assert not (tmp_path / "lenet_300_100.npz").exists()
