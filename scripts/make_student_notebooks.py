@@ -375,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.resolve() == args.src.resolve():
         raise SystemExit(f"--out must not be the solution folder {args.src}")
     paths = select(args.src, args.names)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where the folder should be, or no permission
+        problem = f"cannot create the --out folder {str(args.out)!r}: {err.strerror}"
+        raise SystemExit(problem) from None
     if not paths:
         print(f"no lessons ({LESSON_GLOB}) in {args.src}")
     for path in paths:

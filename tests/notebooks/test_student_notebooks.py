@@ -452,6 +452,10 @@ def test_out_must_not_be_the_solution_folder(tmp_path):
         gen.main(["--src", str(tmp_path), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="no lesson matches"):
         gen.main(["--src", str(tmp_path), "--out", str(tmp_path / "s"), "99"])
+    (tmp_path / "a_file").write_text("")
+    for out in (tmp_path / "a_file", tmp_path / "a_file" / "students"):
+        with pytest.raises(SystemExit, match="cannot create the --out folder"):
+            gen.main(["--src", str(tmp_path), "--out", str(out)])
 
 
 @pytest.mark.parametrize(
