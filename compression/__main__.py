@@ -122,8 +122,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.seed < 0:
         parser.error(f"--seed must be a non-negative integer, got {args.seed}")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out must be a folder for the report; {str(args.out)!r} is a file")
     return args
 
 

@@ -136,9 +136,10 @@ def test_a_cached_baseline_must_match_its_sidecar(tmp_path):
 
 def test_a_report_folder_that_cannot_be_made_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "a_file").write_text("")
-    assert main(["--out", str(tmp_path / "a_file" / "report"), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert "error: cannot create the report folder" in err and "a_file/report" in err
+    for out in (tmp_path / "a_file", tmp_path / "a_file" / "report"):
+        assert main(["--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"error: cannot create the report folder {str(out)!r}" in err
 
 
 def test_arguments_are_checked(capsys):
@@ -148,8 +149,5 @@ def test_arguments_are_checked(capsys):
     with pytest.raises(SystemExit):
         main(["--model", "alexnet"])
     assert "invalid choice: 'alexnet'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--out", __file__])
-    assert "--out must be a folder for the report;" in capsys.readouterr().err
     assert parse_args([]).epochs == 20 and parse_args(["--fast"]).epochs == 2
     assert parse_args(["--fresh"]).fresh and not parse_args([]).fresh
