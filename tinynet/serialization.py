@@ -206,7 +206,11 @@ def _read_member(npz: Any, key: str) -> np.ndarray:
     try:
         return npz[key]
     except ValueError as err:
-        raise ValueError(f"its array {key!r} cannot be read without unpickling ({err})") from None
+        if "allow_pickle" in str(err):  # numpy's refusal of an object array
+            raise ValueError(
+                f"its array {key!r} cannot be read without unpickling ({err})"
+            ) from None
+        raise ValueError(f"its array {key!r} is truncated or corrupted ({err})") from None
     except Exception as err:  # zlib.error, struct.error...: a corrupted member
         raise ValueError(f"its array {key!r} is corrupted ({err!r})") from None
 

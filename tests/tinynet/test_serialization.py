@@ -235,6 +235,14 @@ def hostile_files(tmp_path) -> dict[str, tuple[str, str]]:
     )
     files["extra_member"] = (p, "do not match")
 
+    p = tmp_path / "short_member.npz"  # its .npy header promises 2**31 floats, 16 bytes follow
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f4", "fortran_order": False, "shape": (2**31,)}
+    )
+    write_npz_members(p, {HEADER_KEY: header_bytes(), "w": buf.getvalue() + bytes(16)})
+    files["short_member"] = (p, "'w' is truncated or corrupted")
+
     p = tmp_path / "bad_key.npz"
     write_npz_members(p, {HEADER_KEY: header_bytes(keys=["a/b"]), "a/b": npy_bytes(np.ones(2))})
     files["bad_key"] = (p, "not a state_dict key")
