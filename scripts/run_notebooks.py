@@ -14,7 +14,13 @@ with the environment variable ``TINYNET_COMMIT`` set to the current commit
 notebooks are changed or untracked; ``uncommitted`` before the first commit),
 which the setup cell prints. ``FAST`` is set explicitly to ``1`` or ``0`` so a
 value in your shell does not leak in. The repository root is put first on
-``PYTHONPATH`` so the kernel imports this checkout's ``tinynet``.
+``PYTHONPATH`` so the kernel imports this checkout's ``tinynet``. The kernel
+gets one BLAS thread (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and
+``MKL_NUM_THREADS`` are 1 unless you set them), as ``python -m compression``
+does: threaded BLAS adds in another order, which changes the last bits of
+trained weights, and after a few pruning rounds that is a different mask and
+a different figure. With one thread the committed outputs come back exactly
+(times apart).
 
 Commit the notebooks with outputs from a default run (no ``--fast``). The
 script prints each notebook's run time; a notebook that raises stops with
@@ -68,11 +74,13 @@ def select(names: list[str]) -> list[Path]:
 
 
 def kernel_env(fast: bool, commit: str) -> dict[str, str]:
-    """The kernel's environment: ours plus TINYNET_COMMIT, FAST and PYTHONPATH."""
+    """The kernel's environment: ours plus TINYNET_COMMIT, FAST, PYTHONPATH and one BLAS thread."""
     env = dict(os.environ)
     env["TINYNET_COMMIT"] = commit
     env["FAST"] = "1" if fast else "0"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, "1")  # reproducible figures (see the module docstring)
     # Figures must be embedded in the saved notebook even if the shell says MPLBACKEND=Agg.
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     return env

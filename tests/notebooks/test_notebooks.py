@@ -148,3 +148,23 @@ def test_notebook_runs_in_fast_mode(path, tmp_path):
         pytest.fail(f"{path.name} failed in FAST mode:\n{error}", pytrace=False)
     finally:
         nbformat.write(nb, tmp_path / path.name)
+
+
+def test_the_regenerating_script_gives_the_kernel_one_blas_thread(monkeypatch):
+    # threaded BLAS changes the last bits of trained weights, then masks and figures
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "run_notebooks", root / "scripts" / "run_notebooks.py"
+    )
+    run_notebooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_notebooks)
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    env = run_notebooks.kernel_env(fast=False, commit="abc1234")
+    assert [env[name] for name in names] == ["1", "1", "1"]
+    assert env["FAST"] == "0" and env["TINYNET_COMMIT"] == "abc1234"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # a value the caller chose is kept
+    assert run_notebooks.kernel_env(fast=True, commit="abc1234")["OMP_NUM_THREADS"] == "2"
