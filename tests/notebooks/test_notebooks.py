@@ -16,6 +16,7 @@ inspection. The structural checks read the files only and are fast:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -152,8 +153,6 @@ def test_notebook_runs_in_fast_mode(path, tmp_path):
 
 def test_the_regenerating_script_gives_the_kernel_one_blas_thread(monkeypatch):
     # threaded BLAS changes the last bits of trained weights, then masks and figures
-    import importlib.util
-
     root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location(
         "run_notebooks", root / "scripts" / "run_notebooks.py"
