@@ -29,6 +29,7 @@ from a whitelist of registered types. Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -91,6 +92,11 @@ class Transform:
         """Load one array saved by :meth:`named_state` (dtype and shape kept)."""
         if name in self.param_names:
             param = getattr(self, name)
+            if np.shape(array) != param.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.{name} expected shape {param.shape}, "
+                    f"got {np.shape(array)}"
+                )
             param.data = np.array(array, dtype=param.data.dtype, copy=True)
             return
         if name not in self.state_names:
@@ -207,15 +213,7 @@ def apply_transform_spec(model: Module, spec: dict[str, list[dict[str, Any]]]) -
             raise ValueError(
                 f"transform spec names parameter {name!r}, which the model does not have"
             )
-        if not isinstance(chain, list) or not all(
-            isinstance(e, dict)
-            and isinstance(e.get("type"), str)
-            and isinstance(e.get("config", {}), dict)
-            for e in chain
-        ):
-            raise ValueError(
-                f"transform spec for {name!r} must be a list of {{'type', 'config'}} dicts"
-            )
+        _check_chain(chain, f"transform spec for {name!r}")
         param = slots[name]
         types = [e["type"] for e in chain]
         if [type(t).__name__ for t in param.transforms] == types:
@@ -234,8 +232,56 @@ def apply_transform_spec(model: Module, spec: dict[str, list[dict[str, Any]]]) -
                     "transforms register when it is imported: import compression.quantization "
                     "or compression.clipping)"
                 )
-            param.add_transform(cls.from_config(entry.get("config", {}), param.shape))
+            transform = cls.from_config(entry["config"], param.shape)
+            _check_config(transform, entry["config"], f"{name!r}")
+            param.add_transform(transform)
     return model
+
+
+def _check_chain(chain: Any, where: str) -> None:
+    """A chain is a list of ``{"type": str, "config": dict}``, no other keys."""
+    if not isinstance(chain, list) or not all(
+        isinstance(e, dict)
+        and set(e) == {"type", "config"}
+        and isinstance(e["type"], str)
+        and isinstance(e["config"], dict)
+        for e in chain
+    ):
+        raise ValueError(
+            f"{where} must be a list of {{'type': str, 'config': dict}} entries, got {chain!r}"
+        )
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists, NumPy scalars numbers)."""
+    return json.loads(
+        json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    )
+
+
+def _kept(stored: Any, written: Any) -> bool:
+    """Does ``written`` keep every key and value of ``stored`` (dicts compared key by key)?"""
+    if isinstance(stored, dict) and isinstance(written, dict):
+        return all(k in written and _kept(v, written[k]) for k, v in stored.items())
+    return stored == written and type(stored) is type(written)
+
+
+def _check_config(transform: Transform, config: dict[str, Any], where: str) -> None:
+    """Refuse a config the rebuilt transform does not keep.
+
+    ``get_config`` is what saving writes, so a transform built from a saved
+    config describes itself with the same keys and values. A key it does not
+    know (a corrupted or hand-edited file) or a value it changed shows up as
+    a difference. A key missing from ``config`` is allowed: it takes its
+    default, as in files written before that option existed.
+    """
+    written = _as_json(transform.get_config())
+    if not _kept(_as_json(config), written):
+        raise ValueError(
+            f"{type(transform).__name__} for {where}: config {config!r} does not describe the "
+            f"transform it builds, which has config {written!r} (an unknown key, or a value "
+            "it does not keep)"
+        )
 
 
 def output_transform_spec(model: Module) -> dict[str, list[dict[str, Any]]]:
@@ -266,10 +312,7 @@ def apply_output_transform_spec(model: Module, spec: dict[str, list[dict[str, An
     for name, chain in spec.items():
         if name not in modules:
             raise ValueError(f"output transform spec names module {name!r}, which does not exist")
-        if not isinstance(chain, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("type"), str) for e in chain
-        ):
-            raise ValueError(f"output transform spec for {name!r} must be a list of dicts")
+        _check_chain(chain, f"output transform spec for {name!r}")
         module = modules[name]
         types = [e["type"] for e in chain]
         if [type(t).__name__ for t in module.output_transforms] == types:
@@ -285,10 +328,9 @@ def apply_output_transform_spec(model: Module, spec: dict[str, list[dict[str, An
                     "transforms register when it is imported: import compression.quantization "
                     "or compression.clipping)"
                 )
-            config = entry.get("config", {})
-            if not isinstance(config, dict):
-                raise ValueError(f"config of {entry['type']!r} for {name!r} must be a dict")
-            module.add_output_transform(cls.from_config(config, ()))
+            transform = cls.from_config(entry["config"], ())
+            _check_config(transform, entry["config"], f"the output of {name!r}")
+            module.add_output_transform(transform)
     return model
 
 

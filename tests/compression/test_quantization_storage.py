@@ -259,6 +259,34 @@ def test_output_transforms_in_the_header_are_whitelisted(quantized_file):
     refused(quantized_file, join(prefix, header, payload), "must be a JSON object")
 
 
+
+def test_transform_entries_must_be_exactly_what_saving_writes(quantized_file):
+    # found by flipping every bit of a real LSQ header: "config" -> "coNfig" dropped the
+    # config, so the quantizer came back with its defaults and the model gave other outputs
+    original = quantized_file.read_bytes()
+    prefix, header, payload = split(original)
+    entry = header["output_transforms"]["1"][0]
+    entry["coNfig"] = entry.pop("config")
+    refused(quantized_file, join(prefix, header, payload), "'type': str, 'config': dict")
+    prefix, header, payload = split(original)
+    header["transforms"]["0.weight"][0]["extra"] = 1
+    refused(quantized_file, join(prefix, header, payload), "'type': str, 'config': dict")
+    prefix, header, payload = split(original)
+    header["transforms"]["0.weight"][0]["config"]["bitz"] = 4
+    refused(quantized_file, join(prefix, header, payload), "bitz")
+    prefix, header, payload = split(original)
+    header["output_transforms"]["1"][0]["config"]["observer_config"]["axes"] = 0
+    refused(quantized_file, join(prefix, header, payload), "axes")
+
+
+def test_a_config_key_from_a_later_version_may_be_missing(quantized_file):
+    # files written before an option existed load with its default
+    prefix, header, payload = split(quantized_file.read_bytes())
+    del header["transforms"]["0.weight"][0]["config"]["power_of_two"]
+    quantized_file.write_bytes(join(prefix, header, payload))
+    loaded = load_compressed(quantized_file)
+    assert loaded[0].weight.transforms[0].power_of_two is False
+
 def test_quantized_tensors_that_do_not_fit_are_refused(quantized_file):
     original = quantized_file.read_bytes()
     prefix, header, payload = split(original)

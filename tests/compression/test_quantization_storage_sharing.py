@@ -198,6 +198,23 @@ def test_a_file_whose_codebook_outnumbers_its_weights_is_refused_before_allocati
             load_compressed(path)
 
 
+
+def test_a_k_that_disagrees_with_the_stored_codebook_is_refused(tmp_path):
+    # found by flipping every bit of a real header: "k":63 -> "k":73 loaded, the stored
+    # 63-entry codebook silently replacing the 73 centroids the header had promised
+    model = mlp()
+    share_weights(model, bits=2)  # k = 4
+    path = tmp_path / "shared.tnc"
+    save_compressed(model, path)
+    blob = path.read_bytes()
+    (length,) = struct.unpack_from("<I", blob, 10)
+    header = json.loads(blob[14 : 14 + length])
+    header["transforms"]["0.weight"][0]["config"]["k"] = 5
+    text = json.dumps(header).encode()
+    path.write_bytes(blob[:10] + struct.pack("<I", len(text)) + text + blob[14 + length :])
+    with pytest.raises(CompressedFileError, match=r"centroids expected shape \(5,\), got \(4,\)"):
+        load_compressed(path)
+
 # ------------------------------------------------------------ binary, ternary
 @pytest.mark.parametrize(
     ("scale", "scale_bits"), [("tensor", 32), ("channel", 30 * 32), (0.05, 0), (None, 0)]

@@ -273,6 +273,13 @@ def test_entries_that_are_not_json_objects_are_refused(good_file):
     refused(good_file, join(prefix, header, payload), "malformed header")
 
 
+
+def test_a_transform_config_it_does_not_keep_is_refused(good_file):
+    # Mask takes no options: a key in its config is a corruption or an edit, not a setting
+    prefix, header, payload = split(good_file.read_bytes())
+    header["transforms"]["0.weight"][0]["config"]["sparsity"] = 0.9
+    refused(good_file, join(prefix, header, payload), "Mask for '0.weight'.*an unknown key")
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_compressed(tmp_path / "nope.tnc")
