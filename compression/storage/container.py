@@ -36,7 +36,12 @@ whitelists, codecs from :data:`~compression.storage.encoded.CODECS`, and
 every length is checked. A file that is truncated, longer than declared,
 of another version, corrupted (CRC-32 of the payload) or that names an
 unknown type raises :class:`CompressedFileError` (a ``ValueError``) naming
-the file. Writes are atomic: a temporary file in the same directory,
+the file. The CRC does not cover the header; there each transform entry
+must be exactly ``{"type", "config"}``, a config must hold only keys its
+transform keeps (one it lacks takes its default), and every array must have
+the shape the header promises, so a damaged key or type name is refused. A
+changed number that is still consistent (a bit width of 4 read as 5) can
+load: covering the header needs a format version 2. Writes are atomic: a temporary file in the same directory,
 ``fsync``, then ``os.replace``.
 """
 

@@ -280,6 +280,25 @@ def test_a_transform_config_it_does_not_keep_is_refused(good_file):
     header["transforms"]["0.weight"][0]["config"]["sparsity"] = 0.9
     refused(good_file, join(prefix, header, payload), "Mask for '0.weight'.*an unknown key")
 
+
+def test_every_bit_flip_of_a_pruned_file_is_refused(good_file):
+    # A header carries no checksum of its own (the CRC covers the payload), so this rests on
+    # the loader's checks: a flip in the prefix, a key, a type name, an offset or a config
+    # must each be caught. Bits 0 and 1 change digits (4 -> 5, 4 -> 6), bit 5 a letter's case.
+    original = good_file.read_bytes()
+    loaded = []
+    for i in range(len(original)):
+        for bit in (0, 1, 5):
+            blob = bytearray(original)
+            blob[i] ^= 1 << bit
+            good_file.write_bytes(bytes(blob))
+            try:
+                load_compressed(good_file)
+            except CompressedFileError:
+                continue
+            loaded.append((i, bit, original[max(0, i - 12) : i + 4]))
+    assert loaded == []
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_compressed(tmp_path / "nope.tnc")
