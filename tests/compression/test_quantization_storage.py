@@ -259,7 +259,6 @@ def test_output_transforms_in_the_header_are_whitelisted(quantized_file):
     refused(quantized_file, join(prefix, header, payload), "must be a JSON object")
 
 
-
 def test_transform_entries_must_be_exactly_what_saving_writes(quantized_file):
     # found by flipping every bit of a real LSQ header: "config" -> "coNfig" dropped the
     # config, so the quantizer came back with its defaults and the model gave other outputs
@@ -286,6 +285,7 @@ def test_a_config_key_from_a_later_version_may_be_missing(quantized_file):
     quantized_file.write_bytes(join(prefix, header, payload))
     loaded = load_compressed(quantized_file)
     assert loaded[0].weight.transforms[0].power_of_two is False
+
 
 def test_quantized_tensors_that_do_not_fit_are_refused(quantized_file):
     original = quantized_file.read_bytes()

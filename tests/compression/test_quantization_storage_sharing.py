@@ -198,7 +198,6 @@ def test_a_file_whose_codebook_outnumbers_its_weights_is_refused_before_allocati
             load_compressed(path)
 
 
-
 def test_a_k_that_disagrees_with_the_stored_codebook_is_refused(tmp_path):
     # found by flipping every bit of a real header: "k":63 -> "k":73 loaded, the stored
     # 63-entry codebook silently replacing the 73 centroids the header had promised
@@ -214,6 +213,7 @@ def test_a_k_that_disagrees_with_the_stored_codebook_is_refused(tmp_path):
     path.write_bytes(blob[:10] + struct.pack("<I", len(text)) + text + blob[14 + length :])
     with pytest.raises(CompressedFileError, match=r"centroids expected shape \(5,\), got \(4,\)"):
         load_compressed(path)
+
 
 # ------------------------------------------------------------ binary, ternary
 @pytest.mark.parametrize(

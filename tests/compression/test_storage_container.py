@@ -273,7 +273,6 @@ def test_entries_that_are_not_json_objects_are_refused(good_file):
     refused(good_file, join(prefix, header, payload), "malformed header")
 
 
-
 def test_a_transform_config_it_does_not_keep_is_refused(good_file):
     # Mask takes no options: a key in its config is a corruption or an edit, not a setting
     prefix, header, payload = split(good_file.read_bytes())
@@ -298,6 +297,7 @@ def test_every_bit_flip_of_a_pruned_file_is_refused(good_file):
                 continue
             loaded.append((i, bit, original[max(0, i - 12) : i + 4]))
     assert loaded == []
+
 
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
