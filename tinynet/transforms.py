@@ -202,8 +202,9 @@ def apply_transform_spec(model: Module, spec: dict[str, list[dict[str, Any]]]) -
     Raises
     ------
     ValueError
-        For an unknown parameter name, an unknown transform type, or a
-        malformed entry.
+        For an unknown parameter name, an unknown transform type, an entry
+        that is not exactly ``{"type", "config"}``, or a config with a key
+        the transform does not keep (see ``_check_config``).
     """
     if not isinstance(spec, dict):
         raise ValueError(f"transform spec must be a dict, got {type(spec).__name__}")
@@ -305,6 +306,7 @@ def apply_output_transform_spec(model: Module, spec: dict[str, list[dict[str, An
     ``from_config`` receives the shape ``()``: an output transform's state
     is sized by its config (a per-channel quantizer records its channels).
     A module that already carries transforms of the same types is left as it is.
+    Entries and configs are checked as by :func:`apply_transform_spec`.
     """
     if not isinstance(spec, dict):
         raise ValueError(f"output transform spec must be a dict, got {type(spec).__name__}")
