@@ -158,6 +158,19 @@ def test_unknown_or_malformed_specs_are_refused():
         apply_transform_spec(model, ["Mask"])
 
 
+def test_entries_and_configs_must_be_what_transform_spec_writes():
+    model = Sequential(Linear(2, 2))
+    with pytest.raises(ValueError, match="'type': str, 'config': dict"):
+        apply_transform_spec(model, {"0.weight": [{"type": "Mask"}]})
+    with pytest.raises(ValueError, match="'type': str, 'config': dict"):
+        apply_transform_spec(model, {"0.weight": [{"type": "Mask", "config": {}, "x": 1}]})
+    with pytest.raises(ValueError, match="Mask for '0.weight'.*an unknown key"):
+        apply_transform_spec(model, {"0.weight": [{"type": "Mask", "config": {"k": 1}}]})
+    assert model[0].weight.transforms == []
+    apply_transform_spec(model, {"0.weight": [{"type": "Mask", "config": {}}]})
+    assert [type(t).__name__ for t in model[0].weight.transforms] == ["Mask"]
+
+
 def test_a_transform_can_own_a_trainable_value():
     tinynet.manual_seed(0)
     model = Sequential(Linear(4, 3))
