@@ -90,23 +90,20 @@ class Transform:
 
     def set_state(self, name: str, array: np.ndarray) -> None:
         """Load one array saved by :meth:`named_state` (dtype and shape kept)."""
-        if name in self.param_names:
-            param = getattr(self, name)
-            if np.shape(array) != param.shape:
-                raise ValueError(
-                    f"{type(self).__name__}.{name} expected shape {param.shape}, "
-                    f"got {np.shape(array)}"
-                )
-            param.data = np.array(array, dtype=param.data.dtype, copy=True)
-            return
-        if name not in self.state_names:
+        if name not in self.param_names and name not in self.state_names:
             raise KeyError(f"{type(self).__name__} has no state named {name!r}")
         old = getattr(self, name)
-        if np.shape(array) != np.shape(old):
+        current = old.data if name in self.param_names else np.asarray(old)
+        if np.shape(array) != current.shape:
             raise ValueError(
-                f"{type(self).__name__}.{name} expected shape {np.shape(old)}, got {np.shape(array)}"
+                f"{type(self).__name__}.{name} expected shape {current.shape}, "
+                f"got {np.shape(array)}"
             )
-        setattr(self, name, np.array(array, dtype=np.asarray(old).dtype, copy=True))
+        value = np.array(array, dtype=current.dtype, copy=True)
+        if name in self.param_names:
+            old.data = value  # a trainable Parameter: keep the object, replace its values
+        else:
+            setattr(self, name, value)
 
     def named_parameters(self) -> list[tuple[str, Parameter]]:
         """Trainable values owned by this transform."""

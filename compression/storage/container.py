@@ -41,8 +41,10 @@ must be exactly ``{"type", "config"}``, a config must hold only keys its
 transform keeps (one it lacks takes its default), and every array must have
 the shape the header promises, so a damaged key or type name is refused. A
 changed number that is still consistent (a bit width of 4 read as 5) can
-load: covering the header needs a format version 2. Writes are atomic: a temporary file in the same directory,
-``fsync``, then ``os.replace``.
+load: covering the header needs a format version 2.
+
+Writes are atomic: a temporary file in the same directory, ``fsync``, then
+``os.replace``.
 """
 
 from __future__ import annotations
